@@ -1,0 +1,44 @@
+"""``RawOutputs``: what ``RTVPNet.forward`` (and the expert detector) returns. No loss is computed in the model.
+
+All per-anchor tensors are flattened over the three scales (strides 8/16/32, row-major per scale, scales
+concatenated in that order), so ``A = sum_i H_i * W_i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class RawOutputs:
+    """Raw detector outputs for one batch.
+
+    Attributes:
+        box_dist: ``(B, A, 4 * reg_max)`` DFL logits of the ltrb distances (in stride units).
+        logits: ``(B, A, K)`` class (contrastive region-text) logits, before sigmoid.
+        anchors: ``(A, 2)`` anchor centres in input pixels (``(grid + 0.5) * stride``).
+        strides: ``(A,)`` stride of each anchor in pixels.
+        embeddings: ``(B, A, D)`` L2-normalised region embeddings (``None`` for a closed-set expert head).
+        text: ``(B, K, D)`` L2-normalised text embeddings after the visual->text update (``None`` for the expert).
+        aux_box_dist: ``(B, A, 4 * reg_max)`` auxiliary box head of the refined visual prompt (training only).
+        dp_pairs: ``[(pred_i, target_i)]`` per scale for the domain-projection loss L_dp; ``target_i`` is already
+            detached (stop-gradient). Empty when EDP is off, in eval mode, or after early termination.
+        maps: diagnostic maps per scale for visualisation, e.g. ``{"uncertainty": [(B,1,H,W)...],
+            "selection": [(B,1,H,W)...]}``.
+        feat_shapes: ``[(H_i, W_i)]`` per scale.
+        reg_max: number of DFL bins.
+    """
+
+    box_dist: torch.Tensor
+    logits: torch.Tensor
+    anchors: torch.Tensor
+    strides: torch.Tensor
+    embeddings: torch.Tensor | None = None
+    text: torch.Tensor | None = None
+    aux_box_dist: torch.Tensor | None = None
+    dp_pairs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    feat_shapes: list[tuple[int, int]] = field(default_factory=list)
+    reg_max: int = 16

@@ -1,0 +1,64 @@
+"""The import graph points one way: sources -> bench -> data -> models -> loss -> engine -> tasks -> service/cli."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rtvp"
+RANK = {"sources": 1, "bench": 2, "data": 3, "models": 4, "loss": 5, "engine": 6, "tasks": 7, "service": 8, "cli": 9}
+LEAVES = {"registry", "errors", "structures", "config", "imaging", "__init__", "vocabulary"}
+
+
+def _package(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (type-only imports)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in ast.walk(child))
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def _imports(path: Path) -> list[str]:
+    out = []
+    for node in _runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append(node.module)
+    return out
+
+
+FILES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_point_back_up_the_chain(path: Path):
+    own = path.relative_to(SRC).parts[0].removesuffix(".py")
+    own_rank = RANK.get(own, 0)
+    for mod in _imports(path):
+        if mod.split(".")[0] != "rtvp":
+            if own in ("sources", "bench") or own in LEAVES:
+                assert mod.split(".")[0] != "torch", f"{path}: {own} must not import torch"
+            continue
+        dep = _package(mod)
+        if dep in LEAVES:
+            continue
+        assert RANK.get(dep, 0) <= own_rank, f"{path}: {own} imports {mod} (later stage)"
+
+
+def test_trainer_and_predictor_boundaries():
+    engine = SRC / "engine"
+    for f in engine.glob("train*.py"):
+        assert not any("evaluat" in m for m in _imports(f)), f"{f} imports the evaluator (use a hook)"
+    for f in list(engine.glob("predict*.py")) + list((SRC / "service").rglob("*.py")):
+        for m in _imports(f):
+            assert not m.startswith(("rtvp.loss", "rtvp.data", "rtvp.engine.train")), f"{f} imports {m}"

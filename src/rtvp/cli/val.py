@@ -1,0 +1,64 @@
+"""``rtvp val``: evaluate a checkpoint or a saved COCO results file on a benchmark protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from rtvp.errors import ConfigError
+
+
+def val(
+    data: Path = typer.Option(..., "--data", help="Benchmark folder (built with `rtvp data build`)."),
+    protocol: str = typer.Option("closed", "--protocol", help="closed | open | generalized"),
+    weights: Path | None = typer.Option(None, "--weights", help="Checkpoint to run on the val split."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Saved COCO results JSON to evaluate."),
+    imgsz: int | None = typer.Option(None, "--imgsz", help="Inference size (default: the checkpoint's)."),
+    batch: int = typer.Option(8, "--batch", help="Inference batch size."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    backend: str = typer.Option("pycocotools", "--backend", help="pycocotools | faster (identical numbers)."),
+    plots: Path | None = typer.Option(None, "--plots", help="Folder for PR-curve and confusion-matrix PNGs."),
+    save: Path | None = typer.Option(None, "--save", help="Also write the predictions (COCO results) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns."""
+    from rtvp.engine.evaluator import evaluate, format_table, protocol_files
+
+    if (weights is None) == (predictions is None):
+        raise ConfigError("give exactly one of --weights (run a checkpoint) or --predictions (a COCO results file)")
+    val_json, train_json = protocol_files(data, protocol)
+    if weights is not None:
+        from rtvp.engine.inference import predict_split
+
+        results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device)
+        if save is not None:
+            from rtvp.config import atomic_write_text
+
+            atomic_write_text(save, json.dumps(results))
+    else:
+        results = str(predictions)
+    metrics = evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
+                       backend=backend, plots_dir=plots)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data.name} · {protocol} · {metrics['num_images']} images")
+    table.add_column("class")
+    for col in ("AP", "AP50", "AP75", "instances"):
+        table.add_column(col, justify="right")
+    for name, m in metrics["per_class"].items():
+        table.add_row(name, *(("-" if m[k] is None else f"{m[k]:.3f}") for k in ("AP", "AP50", "AP75")),
+                      str(m["instances"]))
+    console = Console()
+    console.print(table)
+    console.print("  ".join(f"{k} {v}" for k, v in format_table(metrics)))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``rtvp val`` to the root app."""
+    app.command("val")(val)

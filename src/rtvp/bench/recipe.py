@@ -1,0 +1,186 @@
+"""Benchmark recipe: the typed YAML that says which sources go into a benchmark and how it is split.
+
+Example (``configs/benchmarks/mmioc-mini.yaml`` is the full one)::
+
+    name: demo
+    version: "1"
+    text_template: "{defect} on {scene}"
+    sources:
+      - name: neu_det
+        format: voc
+        path: neu_det                 # relative to --root
+        scene: steel strip
+        supercategory: metal
+        license: research only
+        classes: {scratches: scratch, crazing: crazing, junk: null}   # null drops a class silently
+        aliases: {scratch: [scratches, 划痕, 傷]}
+        options: {images: IMAGES, annotations: ANNOTATIONS}
+    split: {val_fraction: 0.2, seed: 0, unseen_fraction: 0.3, tau: 0.5}
+    output: {images: link}
+    validation: {phash_distance: 4, min_box_size: 1.0}
+
+Unknown keys anywhere are a ``ConfigError`` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rtvp.config import from_dict, load_yaml, to_dict
+from rtvp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source dataset of the recipe.
+
+    Attributes:
+        name: unique short name; images land under ``images/<name>/``.
+        format: converter registry key (``rtvp.sources.SOURCES``), e.g. ``voc``.
+        path: dataset folder relative to the build's ``--root``.
+        scene: scene word(s) used in the class text, e.g. ``"steel strip"``.
+        supercategory: top taxonomy level, e.g. ``"metal"``.
+        license: licence / terms of use of the source (copied into ``benchmark.yaml``).
+        classes: native class name -> defect name; ``null`` drops the class on purpose. A native class that is
+            missing here is an *unknown class* issue (annotation dropped, fatal with ``--strict``).
+        aliases: defect name -> extra names (synonyms, other languages).
+        options: keyword options passed to the converter.
+    """
+
+    name: str
+    format: str
+    path: str
+    scene: str
+    supercategory: str
+    classes: dict[str, str | None]
+    license: str = "unknown"
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # YAML reads `0: hole` with an int key; native names are strings (YOLO ids become "0", "1", ...)
+        object.__setattr__(self, "classes", {str(k): v for k, v in self.classes.items()})
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Closed and open split parameters.
+
+    Attributes:
+        val_fraction: share of images (near-duplicate groups) in ``closed_val``.
+        seed: seed of every random choice of the split.
+        unseen_fraction: share of classes chosen as unseen automatically (0 disables the automatic choice).
+        tau: cosine similarity an unseen class must reach with at least one seen class.
+        unseen_classes: manual unseen list (category text or defect name); when non-empty it replaces the
+            automatic choice.
+        unseen_scenes: scenes whose classes are all unseen (cross-domain transfer); their images never enter
+            ``open_train``.
+    """
+
+    val_fraction: float = 0.2
+    seed: int = 0
+    unseen_fraction: float = 0.3
+    tau: float = 0.5
+    unseen_classes: list[str] = field(default_factory=list)
+    unseen_scenes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.unseen_fraction < 1.0:
+            raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}")
+        if not -1.0 <= self.tau <= 1.0:
+            raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """How images reach the benchmark folder: ``link`` (symlink, default), ``copy`` or ``none``."""
+
+    images: Literal["link", "copy", "none"] = "link"
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """Validation thresholds.
+
+    Attributes:
+        phash_distance: near-duplicate threshold, Hamming distance between 64-bit perceptual hashes (0 = only
+            identical hashes; at most 15).
+        min_box_size: a box whose clipped width or height is below this many pixels is degenerate and dropped.
+    """
+
+    phash_distance: int = 4
+    min_box_size: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.phash_distance <= 15:
+            raise ConfigError(f"validation.phash_distance must be in 0..15, got {self.phash_distance}")
+        if self.min_box_size < 0:
+            raise ConfigError(f"validation.min_box_size must be >= 0, got {self.min_box_size}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole benchmark recipe (see the module docstring for the YAML form)."""
+
+    name: str
+    sources: list[SourceSpec]
+    version: str = "1"
+    text_template: str = "{defect} on {scene}"
+    split: SplitSpec = field(default_factory=SplitSpec)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
+
+    def sha1(self) -> str:
+        """Hash of the normalised recipe (key order and comments in the YAML do not matter)."""
+        text = json.dumps(to_dict(self), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _check(recipe: Recipe, where: str) -> Recipe:
+    """Cross-field checks that a single dataclass cannot do; errors name the file and the field."""
+    if not recipe.sources:
+        raise ConfigError(f"{where}: sources: the recipe lists no source")
+    try:
+        recipe.text_template.format(defect="d", scene="s")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{where}: text_template {recipe.text_template!r} may only use {{defect}} and "
+                          f"{{scene}} ({e})") from None
+    seen: set[str] = set()
+    for i, src in enumerate(recipe.sources):
+        at = f"{where}: sources[{i}] ({src.name})"
+        if not src.name or "/" in src.name or src.name in (".", ".."):
+            raise ConfigError(f"{at}: name must be a non-empty folder name")
+        if src.name in seen:
+            raise ConfigError(f"{at}: duplicate source name '{src.name}'")
+        seen.add(src.name)
+        if not src.classes:
+            raise ConfigError(f"{at}: classes is empty; map every native class to a defect name (or null)")
+        defects = {d for d in src.classes.values() if d is not None}
+        for defect in src.aliases:
+            if defect not in defects:
+                raise ConfigError(f"{at}: aliases.{defect}: '{defect}' is not a defect of this source "
+                                  f"(defects: {sorted(defects)})")
+        if Path(src.path).is_absolute():
+            raise ConfigError(f"{at}: path '{src.path}' must be relative to --root")
+    scenes = {s.scene for s in recipe.sources}
+    for scene in recipe.split.unseen_scenes:
+        if scene not in scenes:
+            raise ConfigError(f"{where}: split.unseen_scenes: '{scene}' is not a scene of any source "
+                              f"(scenes: {sorted(scenes)})")
+    return recipe
+
+
+def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Build and check a ``Recipe`` from plain data; ``where`` prefixes error messages."""
+    return _check(from_dict(Recipe, data, where=where), where)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load a recipe YAML; unknown keys and bad values raise ``ConfigError`` naming the file and the key."""
+    return _check(load_yaml(Recipe, path), str(path))

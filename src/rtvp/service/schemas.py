@@ -1,0 +1,205 @@
+"""Pydantic request and response models of the inspection service (they generate the OpenAPI schema).
+
+Boxes are ``[x1, y1, x2, y2]`` in original image pixels (top-left origin); a detection's ``id`` is its row index
+(0-based), the id ``rtvp predict`` images label as ``#id`` and VQA answers cite as ``[#id]`` (``ImageFacts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rtvp.structures import Detections
+    from rtvp.tasks.grounding import GroundingQuery
+    from rtvp.vocabulary import Resolved
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="stable machine-readable code, e.g. 'image_too_large'")
+    message: str = Field(description="human-readable cause and fix")
+
+
+class ErrorResponse(BaseModel):
+    """Shape of every 4xx/5xx response."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """Liveness (no API key needed; reveals nothing about the model)."""
+
+    status: str = "ok"
+    version: str
+
+
+class Limits(BaseModel):
+    """Request limits the service enforces."""
+
+    max_upload_bytes: int
+    max_pixels: int
+    content_types: list[str]
+    max_prompts: int
+    max_prompt_chars: int
+
+
+class ModelInfo(BaseModel):
+    """The served model."""
+
+    name: str
+    version: str = Field(description="checkpoint format version, or the rtvp version when unknown")
+    rtvp_version: str
+    vocabulary: list[str] = Field(description="class texts used when a request gives no prompts")
+    input_size: int | None = Field(description="inference image side in pixels (letterboxed)")
+    device: str | None = None
+    arch: str | None = Field(None, description="'rtvpnet' (open vocabulary) or 'expert' (closed set)")
+    text_encoder: str | None = None
+    conf: float | None = Field(None, description="default confidence threshold")
+    iou: float | None = Field(None, description="default NMS IoU threshold")
+    batching: str = Field(description="how concurrent requests are executed")
+    limits: Limits
+
+
+class ImageInfo(BaseModel):
+    """Size of the decoded image."""
+
+    width: int
+    height: int
+
+
+class PromptMapping(BaseModel):
+    """How one prompt resolved through the controlled vocabulary (e.g. '划痕' -> 'scratch')."""
+
+    prompt: str = Field(description="as typed")
+    text: str = Field(description="what was encoded")
+    canonical: str | None = Field(description="canonical vocabulary term, null for free text")
+    matched: str = Field("", description="the alias that matched")
+
+
+class Detection(BaseModel):
+    """One detected box."""
+
+    id: int = Field(description="row index (0-based); VQA answers cite it as [#id]")
+    box: list[float] = Field(description="[x1, y1, x2, y2] in original pixels", min_length=4, max_length=4)
+    label: str = Field(description="the prompt (or vocabulary text) this box answers")
+    canonical: str | None = Field(None, description="canonical vocabulary term of the label")
+    class_id: int = Field(description="index into the request's prompts (or the model vocabulary)")
+    confidence: float
+
+
+class Timing(BaseModel):
+    """Server-side time per stage in milliseconds (queueing excluded)."""
+
+    decode_ms: float
+    inference_ms: float
+
+
+class DetectResponse(BaseModel):
+    """``POST /v1/detect`` result."""
+
+    model: str
+    image: ImageInfo
+    prompts: list[PromptMapping]
+    detections: list[Detection]
+    timing: Timing
+
+
+class GroundedBox(BaseModel):
+    """A grounded box: ``score = confidence * prior`` (prior: how well it fits the query's location/size words)."""
+
+    rank: int = Field(description="1 = best match")
+    index: int = Field(description="row of the box among the detector's candidates for the phrase")
+    box: list[float] = Field(min_length=4, max_length=4)
+    label: str
+    confidence: float
+    prior: float
+    score: float
+
+
+class GroundResponse(BaseModel):
+    """``POST /v1/ground`` result."""
+
+    model: str
+    image: ImageInfo
+    query: str
+    phrase: str = Field(description="defect phrase sent to the detector ('' = the model vocabulary)")
+    defect: str | None = Field(description="canonical term of the phrase")
+    constraints: str = Field(description="location / size / shape words understood")
+    boxes: list[GroundedBox]
+    timing: Timing
+
+
+class AskResponse(BaseModel):
+    """``POST /v1/ask`` result: the answer, the boxes it cites, and the detections it was computed from."""
+
+    model: str
+    image: ImageInfo
+    question: str
+    answer: str
+    box_ids: list[int] = Field(description="ids of the detections the answer rests on")
+    answerer: str
+    intents: list[str] = []
+    facts_used: list[str] = []
+    prompts: list[PromptMapping]
+    detections: list[Detection]
+    facts: dict[str, Any] = Field(description="the structured facts the answerer saw")
+    timing: Timing
+
+
+class DetectForm(BaseModel):
+    """Text fields of ``POST /v1/detect`` (multipart, next to the ``image`` file)."""
+
+    prompts: str | None = Field(None, max_length=8000,
+                                description="comma-separated prompts (also ， and 、); empty = model vocabulary")
+    conf: float | None = Field(None, ge=0.0, le=1.0, description="confidence threshold (default: the server's)")
+    iou: float | None = Field(None, gt=0.0, le=1.0, description="NMS IoU threshold (default: the server's)")
+
+
+class GroundForm(BaseModel):
+    """Text fields of ``POST /v1/ground``."""
+
+    query: str = Field(min_length=1, max_length=500, description="e.g. 'crack near the left edge', '左上角的划痕'")
+    top_k: int = Field(1, ge=1, le=50, description="number of boxes to return")
+
+
+class AskForm(BaseModel):
+    """Text fields of ``POST /v1/ask``."""
+
+    question: str = Field(min_length=1, max_length=1000, description="e.g. 'what defects are there and why?'")
+    prompts: str | None = Field(None, max_length=8000, description="comma-separated prompts; empty = vocabulary")
+
+
+def prompt_mappings(resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
+    """``Resolved`` records -> ``PromptMapping`` dicts."""
+    return [{"prompt": r.prompt, "text": r.text, "canonical": r.canonical, "matched": r.matched} for r in resolved]
+
+
+def detections_out(dets: Detections, resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
+    """``Detections`` -> ``Detection`` dicts (id = row index; canonical from the aligned prompt resolution)."""
+    aligned = len(resolved) == len(dets.class_names)
+    return [{"id": i, "box": [round(v, 2) for v in box], "label": dets.class_names[c],
+             "canonical": resolved[c].canonical if aligned else None, "class_id": c, "confidence": round(s, 4)}
+            for i, (box, c, s) in enumerate(zip(dets.xyxy.tolist(), dets.class_id.tolist(),
+                                                dets.confidence.tolist(), strict=True))]
+
+
+def build_detect(model: str, shape: tuple[int, ...], dets: Detections, resolved: Sequence[Resolved],
+                 decode_ms: float, inference_ms: float) -> dict[str, Any]:
+    """The ``DetectResponse`` payload for an image of ``shape`` ``(H, W, C)``."""
+    return {"model": model, "image": {"width": int(shape[1]), "height": int(shape[0])},
+            "prompts": prompt_mappings(resolved), "detections": detections_out(dets, resolved),
+            "timing": {"decode_ms": round(decode_ms, 2), "inference_ms": round(inference_ms, 2)}}
+
+
+def build_ground(model: str, shape: tuple[int, ...], parsed: GroundingQuery, boxes: Sequence[Any],
+                 decode_ms: float, inference_ms: float) -> dict[str, Any]:
+    """The ``GroundResponse`` payload (``boxes``: ``rtvp.tasks.grounding.GroundedBox`` best first)."""
+    return {"model": model, "image": {"width": int(shape[1]), "height": int(shape[0])}, "query": parsed.query,
+            "phrase": parsed.phrase, "defect": parsed.defect, "constraints": parsed.constraints.describe(),
+            "boxes": [{"rank": rank + 1, "index": b.index, "box": b.box, "label": b.label, "confidence": b.confidence,
+                       "prior": b.prior, "score": b.score} for rank, b in enumerate(boxes)],
+            "timing": {"decode_ms": round(decode_ms, 2), "inference_ms": round(inference_ms, 2)}}

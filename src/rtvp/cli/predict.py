@@ -1,0 +1,76 @@
+"""``rtvp predict``: detect defects with any vocabulary (synonyms, Chinese/Japanese terms resolve first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def predict(
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint written by `rtvp train` (best.pt / last.pt)."),
+    source: str = typer.Option(..., "--source", help="Image file, folder (recursive) or glob pattern."),
+    prompts: str | None = typer.Option(None, "--prompts", help='Comma-separated prompts, e.g. "scratch,划痕,hole".'),
+    prompts_file: Path | None = typer.Option(None, "--prompts-file", help="Prompts, one per line (# comments)."),
+    out: Path = typer.Option(Path("runs/predict"), "--out", help="Output folder."),
+    conf: float = typer.Option(0.25, "--conf", help="Score threshold."),
+    iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold."),
+    max_det: int = typer.Option(300, "--max-det", help="Detections kept per image."),
+    imgsz: int | None = typer.Option(None, "--imgsz", help="Inference size (default: the checkpoint's)."),
+    batch: int = typer.Option(8, "--batch", help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
+    save_maps: bool = typer.Option(False, "--save-maps", help="Write uncertainty/selection overlays (Fig. 13)."),
+    save_images: bool = typer.Option(True, "--save-images/--no-save-images", help="Write images with boxes."),
+) -> None:
+    """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
+
+    Without --prompts the checkpoint's own vocabulary is used.
+    """
+    from rtvp.engine.predict_outputs import save_predictions
+    from rtvp.engine.predictor import Predictor
+    from rtvp.engine.sources_io import iter_sources
+    from rtvp.vocabulary import parse_prompts
+
+    words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
+    sources = iter_sources(source)
+    predictor = Predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
+    summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images)
+    _report(summary, out, from_checkpoint=words is None)
+
+
+def _report(summary, out: Path, from_checkpoint: bool) -> None:  # noqa: ANN001 - PredictSummary, imported lazily
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    vocab = Table(title="vocabulary")
+    for col in ("#", "prompt", "canonical term", "encoded as"):
+        vocab.add_column(col)
+    for k, r in enumerate(summary.resolved):
+        canonical = "(checkpoint class)" if from_checkpoint else (r.canonical or "- (free text)")
+        vocab.add_row(str(k), r.prompt, canonical, r.text)
+    console.print(vocab)
+    counts = Table(title=f"detections ({len(summary.counts)} images)")
+    counts.add_column("image")
+    counts.add_column("total", justify="right")
+    counts.add_column("per prompt")
+    limit = 50
+    for name, per in summary.counts[:limit]:
+        detail = ", ".join(f"{summary.resolved[k].prompt}: {n}" for k, n in enumerate(per) if n)
+        counts.add_row(name, str(sum(per)), detail or "-")
+    if len(summary.counts) > limit:
+        counts.add_row(f"... {len(summary.counts) - limit} more", "", "")
+    console.print(counts)
+    for src, why in summary.skipped:
+        console.print(f"[yellow]skipped unreadable image:[/] {why or src}")
+    if summary.maps_missing:
+        console.print("[yellow]--save-maps: this model has no RVP maps (closed-set expert or rvp off)[/]")
+    total = sum(sum(per) for _, per in summary.counts)
+    console.print(f"{total} detections in {len(summary.counts)} images -> {out}/predictions.json, labels/, images/"
+                  + (", maps/" if summary.counts and not summary.maps_missing and any(
+                      (out / "maps").glob("*.png")) else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``rtvp predict`` to the root app."""
+    app.command("predict")(predict)

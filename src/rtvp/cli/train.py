@@ -1,0 +1,103 @@
+"""``rtvp train``: map the command line onto a ``TrainConfig`` and run the stages (composes the evaluator).
+
+Precedence: ``TrainConfig`` defaults < ``--config FILE.yaml`` < explicit flags < ``--set key=value``.
+Multi-GPU / multi-node: ``torchrun --nproc_per_node N -m rtvp.cli.main train ...`` (every rank runs this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import typer
+
+from rtvp.errors import CheckpointError
+
+
+def build_config(config: Path | None, overrides: list[str], **flags: object):
+    """``TrainConfig`` from an optional YAML, the explicit flags (``None`` = not given) and ``--set`` overrides."""
+    from rtvp.config import apply_overrides, load_yaml
+    from rtvp.engine.config import TrainConfig
+
+    cfg = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
+    model = flags.pop("model", None)
+    if model is not None:
+        cfg = cfg.with_model_name(str(model))
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given:
+        cfg = dataclasses.replace(cfg, **given)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def resume_config(run: Path, device: str | None, workers: int | None):
+    """The config a run was started with (``<run>/config.yaml`` or its stage-1 copy), with device/workers."""
+    from rtvp.config import load_yaml
+    from rtvp.engine.config import TrainConfig
+
+    for path in (run / "config.yaml", run / "expert" / "config.yaml"):
+        if path.is_file():
+            cfg = load_yaml(TrainConfig, path)
+            given = {k: v for k, v in {"device": device, "workers": workers}.items() if v is not None}
+            return dataclasses.replace(cfg, out=run, **given)
+    raise CheckpointError(f"--resume: no run in {run} (config.yaml not found); check --out / --name")
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("rtvp")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def train(
+    data: Path | None = typer.Option(None, "--data", help="Benchmark folder (built with `rtvp data build`)."),
+    protocol: str | None = typer.Option(None, "--protocol", help="closed | open"),
+    model: str | None = typer.Option(None, "--model", help="rtvpnet-{n,s,l,tiny} or expert-{n,s,l,tiny}."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (stage 2 of a two-stage run)."),
+    imgsz: int | None = typer.Option(None, "--imgsz", help="Image size (multiple of 32)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/<name>)."),
+    name: str | None = typer.Option(None, "--name", help="Run name (runs/<name>) when --out is not given."),
+    batch: int | None = typer.Option(None, "--batch", help="Global batch size."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
+    workers: int | None = typer.Option(None, "--workers", help="Dataloader workers per process."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out/--name from weights/last.pt."),
+    config: Path | None = typer.Option(None, "--config", help="TrainConfig YAML (e.g. a run's config.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", help="key=value override, e.g. --set model.edp=false."),
+) -> None:
+    """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone."""
+    from rtvp.engine.distributed import cleanup_distributed, get_dist_info
+    from rtvp.engine.stages import train as train_stages
+    from rtvp.engine.validation import make_eval_factory
+
+    _setup_logging()
+    if resume:
+        from rtvp.engine.config import TrainConfig
+
+        run = out if out is not None else Path("runs") / (name or TrainConfig().name)
+        cfg = resume_config(run, device, workers)
+        ignored = [f for f, v in {"--data": data, "--protocol": protocol, "--model": model, "--epochs": epochs,
+                                  "--imgsz": imgsz, "--batch": batch, "--config": config}.items() if v is not None]
+        if ignored or overrides:
+            logging.getLogger("rtvp").warning("--resume continues with the run's own config; ignoring %s",
+                                              ", ".join(ignored + ["--set"] * bool(overrides)))
+    else:
+        cfg = build_config(config, list(overrides), model=model, data=data, protocol=protocol, epochs=epochs,
+                           imgsz=imgsz, out=out, name=name, batch=batch, device=device, workers=workers)
+    try:
+        result = train_stages(cfg, resume=resume, make_eval=make_eval_factory(cfg))
+        is_main = get_dist_info().is_main
+    finally:
+        cleanup_distributed()
+    if is_main:
+        for stage, r in result.items():
+            scalars = {k: v for k, v in r["metrics"].items() if k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in scalars.items() if isinstance(v, float))
+            typer.echo(f"{stage}: best weights {r['best']}" + (f"  (last evaluation: {shown})" if shown else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``rtvp train`` to the root app."""
+    app.command("train")(train)

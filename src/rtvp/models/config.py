@@ -1,0 +1,132 @@
+"""``ModelConfig``: the typed switches and sizes of RTVPNet (DESIGN.md §3). Build it with ``rtvp.config.from_dict``.
+
+Cost levers (GFLOPs from ``rtvp info``: 2 FLOPs per multiply-add; scale ``n`` at 320 px, K = 80 prompts):
+
+- ``sam=False`` drops the MobileSAM branch (no EDP; RVP then refines the expert's own features): 6.2 -> 3.0 GFLOPs.
+  With ``edp=rvp=t2v=v2t=False`` as well it is the YOLO-World-like open baseline (2.35 GFLOPs, 3.3 M parameters).
+- ``sam_imgsz``: SAM's cost grows ~quadratically with its input side (TinyViT-5M: 2.2 / 8.1 / 29.8 GFLOPs at
+  160 / 320 / 640 px, against 8.7 GFLOPs for the whole YOLOv8n expert at 640), while its output is always resized
+  to the expert's stride-16 grid. Halving it (the default for ``n``) cuts the SAM cost ~4x at the price of coarser
+  SAM features (stride 32 of the input instead of 16), which mostly hurts the visual prompts of the smallest
+  defects; the expert still sees the full image.
+- ``sam_freeze`` (default: frozen iff official weights are loaded): a frozen SAM runs under ``torch.no_grad`` (no
+  activation memory, no backward: about a third of the branch's training cost) and its features may be computed
+  once with ``RTVPNet.sam_features`` and passed to ``RTVPNet.forward(..., sam_features=...)`` for un-augmented
+  passes (evaluation, several vocabularies on the same images).
+- ``t2v``/``v2t`` cost grows linearly with the number of prompts K; ``patch_size``, ``mask_ratio``, ``mask_block``
+  and ``activation`` change accuracy, not cost (``self_attn`` adds a little).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rtvp.errors import ConfigError
+from rtvp.models.scales import SCALES, get_scale
+
+Activation = Literal["energy", "cbam", "eca", "self_attn", "none"]
+ACTIVATIONS: tuple[str, ...] = ("energy", "cbam", "eca", "self_attn", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """RTVPNet configuration. Every component has an on/off switch for the ablations.
+
+    Attributes:
+        scale: expert size, a key of ``SCALES`` (``tiny``, ``n``, ``s``, ``l``).
+        in_channels: image channels the expert takes (1 grayscale, 3 RGB, more e.g. RGB + polarization).
+            SAM always sees a 3-channel view: 1 channel is repeated, 2 channels become (c0, c1, c0), 3 are used as
+            they are, and with more than 3 only the first three (by convention the RGB ones) are used.
+        embed_dim: joint embedding width D; ``None`` takes the scale's (n/s 256, l 512, tiny 32; YOLO-World uses
+            512 with CLIP; 256 is ample for a 384-d MiniLM text space and halves the head and T->V cost).
+        reg_max: DFL bins per box side.
+        sam: use the MobileSAM branch (False: a pure expert + text model).
+        sam_imgsz: long side of SAM's input in pixels (rounded to a multiple of 32, at least 32; aspect kept).
+            ``None``: half the input size for scale ``n`` (CPU default), the input size otherwise.
+        sam_weights: official ``mobile_sam.pt`` to load (strict), or ``None`` for a randomly initialised encoder.
+        sam_freeze: freeze SAM; ``None`` means "frozen iff ``sam_weights`` is given". Training SAM from scratch
+            (no weights, not frozen) is allowed with a warning; a frozen random SAM carries no information (warned).
+        edp: expert-assisted domain projection (Eq.2-6: masking, expert-conditioned reconstruction, L_dp). Needs sam.
+        rvp: refined visual prompt (Eq.7-9: activation, uncertainty, sparse selection, aux box head).
+        t2v: text->visual max-sigmoid attention branch in the neck's C2f blocks (Eq.10, T-CSP).
+        v2t: visual->text similarity-weighted text update after the neck (Eq.11).
+        activation: RVP activation: SimAM ``energy`` (paper), ``cbam`` (RTVP's spatial-channel one), ``eca``,
+            ``self_attn`` or ``none``.
+        patch_size: RVP sparse-selection patch side in input pixels (>= 2x2 cells at every level).
+        mask_ratio: EDP fraction of SAM-feature blocks zeroed in training (0 disables masking).
+        mask_block: EDP block side in feature cells.
+        dp_eps: early-termination threshold on the running mean of L_dp (read by the trainer, which then calls
+            ``RTVPNet.set_dp_active(False)``); in units of mean squared expert feature.
+        expert_update: train the expert in stage 2 (Eq.6) with the coupling learning rate; False freezes it.
+        coupling_ratio: eta_c = coupling_ratio * base lr for the ``expert`` parameter group (read by the trainer).
+        text_encoder: name in ``rtvp.models.text.TEXT_ENCODERS`` (recorded for checkpoints; the model only needs
+            ``text_dim`` at build time).
+    """
+
+    scale: str = "n"
+    in_channels: int = 3
+    embed_dim: int | None = None
+    reg_max: int = 16
+    sam: bool = True
+    sam_imgsz: int | None = None
+    sam_weights: Path | None = None
+    sam_freeze: bool | None = None
+    edp: bool = True
+    rvp: bool = True
+    t2v: bool = True
+    v2t: bool = True
+    activation: Activation = "energy"
+    patch_size: int = 32
+    mask_ratio: float = 0.2
+    mask_block: int = 2
+    dp_eps: float = 0.02
+    expert_update: bool = True
+    coupling_ratio: float = 0.1
+    text_encoder: str = "minilm"
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ConfigError(f"model.scale: unknown scale '{self.scale}'; choose one of {SCALES.names()}")
+        checks = [
+            (self.in_channels >= 1, "in_channels must be >= 1"),
+            (self.embed_dim is None or self.embed_dim >= 8, "embed_dim must be >= 8 (or null for the scale's)"),
+            (self.reg_max >= 2, "reg_max must be >= 2"),
+            (self.sam_imgsz is None or self.sam_imgsz >= 32, "sam_imgsz must be >= 32 (or null)"),
+            (self.activation in ACTIVATIONS, f"activation must be one of {list(ACTIVATIONS)}"),
+            (self.patch_size >= 1, "patch_size must be >= 1 pixel"),
+            (0.0 <= self.mask_ratio < 1.0, "mask_ratio must be in [0, 1)"),
+            (self.mask_block >= 1, "mask_block must be >= 1 cell"),
+            (self.dp_eps >= 0.0, "dp_eps must be >= 0"),
+            (self.coupling_ratio > 0.0, "coupling_ratio must be > 0"),
+            (not (self.edp and not self.sam), "edp needs the SAM branch: set sam: true or edp: false"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"model: {msg}")
+        if self.embed_dim is not None and self.embed_dim % self.heads:
+            raise ConfigError(f"model.embed_dim={self.embed_dim} must be divisible by the scale's {self.heads} heads")
+
+    @property
+    def dim(self) -> int:
+        """Resolved embedding width D."""
+        return self.embed_dim if self.embed_dim is not None else get_scale(self.scale).embed_dim
+
+    @property
+    def heads(self) -> int:
+        """T->V attention heads of the scale."""
+        return get_scale(self.scale).attn_heads
+
+    @property
+    def freeze_sam(self) -> bool:
+        """Resolved ``sam_freeze``."""
+        return self.sam_weights is not None if self.sam_freeze is None else self.sam_freeze
+
+    def sam_size(self, height: int, width: int) -> tuple[int, int]:
+        """SAM input size (multiples of 32) for an expert input of ``height x width`` pixels."""
+        if self.sam_imgsz is None:
+            factor = 0.5 if self.scale == "n" else 1.0
+        else:
+            factor = self.sam_imgsz / max(height, width)
+        return tuple(max(32, int(round(s * factor / 32)) * 32) for s in (height, width))  # type: ignore[return-value]

@@ -1,0 +1,112 @@
+"""Decoupled detection heads (YOLOv8-style box branch with DFL) for the closed-set expert and the open model.
+
+Per level i (strides 8/16/32) and input channels C_i, with C_0 the stride-8 channels:
+
+- box branch: Conv3x3(C_i -> c2) -> Conv3x3(c2 -> c2) -> Conv2d1x1(c2 -> 4 * reg_max), c2 = max(16, C_0 / 4,
+  4 * reg_max); final bias 1.0 (uniform DFL start).
+- closed-set class branch (``DetectHead``): Conv3x3 -> Conv3x3 -> Conv2d1x1 to nc, width max(C_0, min(nc, 100)),
+  bias ``log(5 / nc / (640 / s)^2)`` (a low prior that depends on the stride).
+- embedding branch (``TextHead``): Conv3x3 -> Conv3x3 -> Conv2d1x1 to D, width max(C_0, 80); region embedding
+  ``e = L2norm(.)``; contrastive logit ``alpha_i * <e, T_k> + beta_i`` with T L2-normalised, alpha = exp(log_alpha)
+  initialised to 1 / 0.07 and beta initialised to ``log(0.01 / 0.99)`` so every score starts near a 1 % prior.
+  Padded prompts get logit ``MASK_FILL`` (-1e4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtvp.models.interaction import MASK_FILL
+from rtvp.models.layers import Conv
+
+PRIOR = 0.01
+
+
+def _branch(c_in: int, hidden: int, c_out: int, bias: float) -> nn.Sequential:
+    last = nn.Conv2d(hidden, c_out, 1)
+    nn.init.constant_(last.bias, bias)
+    return nn.Sequential(Conv(c_in, hidden, 3), Conv(hidden, hidden, 3), last)
+
+
+def box_width(c0: int, reg_max: int) -> int:
+    """Hidden width of the box branch."""
+    return max(16, c0 // 4, 4 * reg_max)
+
+
+def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
+    """``[(B, C, H_i, W_i)]`` -> ``(B, sum_i H_i W_i, C)``."""
+    return torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)
+
+
+class DetectHead(nn.Module):
+    """Closed-set YOLOv8 head with ``nc`` classes (stage-1 expert pre-training, Eq.1).
+
+    Args:
+        in_channels: channels per level.
+        nc: number of classes.
+        reg_max: DFL bins.
+        strides: level strides.
+    """
+
+    def __init__(
+        self, in_channels: tuple[int, ...], nc: int, reg_max: int = 16, strides: tuple[int, ...] = (8, 16, 32)
+    ) -> None:
+        super().__init__()
+        c2, c3 = box_width(in_channels[0], reg_max), max(in_channels[0], min(nc, 100))
+        self.box = nn.ModuleList(_branch(c, c2, 4 * reg_max, 1.0) for c in in_channels)
+        self.cls = nn.ModuleList(
+            _branch(c, c3, nc, math.log(5 / nc / (640 / s) ** 2)) for c, s in zip(in_channels, strides, strict=True)
+        )
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-level maps -> box_dist ``(B, A, 4 reg_max)``, logits ``(B, A, nc)``."""
+        box = flatten_levels([m(f) for m, f in zip(self.box, feats, strict=True)])
+        cls = flatten_levels([m(f) for m, f in zip(self.cls, feats, strict=True)])
+        return box, cls
+
+
+class TextHead(nn.Module):
+    """Open-vocabulary head: DFL box branch + embedding branch + contrastive region-text logits.
+
+    Args:
+        in_channels: channels per level.
+        embed_dim: D.
+        reg_max: DFL bins.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], embed_dim: int, reg_max: int = 16) -> None:
+        super().__init__()
+        c2, c3 = box_width(in_channels[0], reg_max), max(in_channels[0], 80)
+        self.box = nn.ModuleList(_branch(c, c2, 4 * reg_max, 1.0) for c in in_channels)
+        self.embed = nn.ModuleList(_branch(c, c3, embed_dim, 0.0) for c in in_channels)
+        n = len(in_channels)
+        self.log_alpha = nn.Parameter(torch.full((n,), math.log(1 / 0.07)))
+        self.beta = nn.Parameter(torch.full((n,), math.log(PRIOR / (1 - PRIOR))))
+
+    def forward(
+        self, feats: list[torch.Tensor], text: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict.
+
+        Args:
+            feats: per level (B, C_i, H_i, W_i).
+            text: (B, K, D) L2-normalised prompt embeddings.
+            mask: (B, K) bool, True = real prompt, or None.
+
+        Returns:
+            box_dist ``(B, A, 4 reg_max)``, logits ``(B, A, K)``, embeddings ``(B, A, D)`` (L2-normalised).
+        """
+        boxes, logits, embeds = [], [], []
+        for i, f in enumerate(feats):
+            boxes.append(self.box[i](f).flatten(2))
+            e = F.normalize(self.embed[i](f).flatten(2), dim=1)  # (B, D, N)
+            embeds.append(e)
+            logits.append(self.log_alpha[i].exp() * torch.einsum("bdn,bkd->bnk", e, text) + self.beta[i])
+        logit = torch.cat(logits, 1)
+        if mask is not None:
+            logit = logit.masked_fill(~mask.unsqueeze(1), MASK_FILL)
+        return torch.cat(boxes, 2).transpose(1, 2), logit, torch.cat(embeds, 2).transpose(1, 2)

@@ -1,0 +1,101 @@
+"""Generic YOLOv8-style convolution blocks: ``Conv``, ``Bottleneck``, ``C2f``, ``SPPF`` (written from the math).
+
+Conventions (YOLOv8): ``Conv`` = bias-free Conv2d + BatchNorm2d (eps 1e-3, momentum 0.03) + SiLU, "same" padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.03
+
+
+def make_divisible(x: float, divisor: int = 8) -> int:
+    """Smallest multiple of ``divisor`` that is >= ``x`` (YOLOv8's channel rounding)."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+class Conv(nn.Module):
+    """Conv2d (no bias) -> BatchNorm2d -> SiLU (or identity when ``act=False``).
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        k: square kernel size; padding ``k // 2`` keeps the size at stride 1.
+        s: stride.
+        act: apply SiLU.
+        groups: conv groups.
+    """
+
+    def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, act: bool = True, groups: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.act = nn.SiLU() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, H, W) -> (B, c_out, H / s, W / s)."""
+        return self.act(self.bn(self.conv(x)))
+
+
+class Bottleneck(nn.Module):
+    """Two 3x3 ``Conv`` with an optional residual (used only when input and output channels match)."""
+
+    def __init__(self, c_in: int, c_out: int, shortcut: bool = True) -> None:
+        super().__init__()
+        self.cv1 = Conv(c_in, c_out, 3)
+        self.cv2 = Conv(c_out, c_out, 3)
+        self.add = shortcut and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, H, W) -> (B, c_out, H, W)."""
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C2f(nn.Module):
+    """CSP block with two convolutions: split, a chain of ``n`` bottlenecks, concatenate every stage, fuse.
+
+    ``cv1`` (1x1) maps to ``2c`` channels (``c = c_out * e``) split in two halves; each bottleneck consumes the last
+    tensor of the list; ``cv2`` (1x1) fuses the ``(2 + n) c`` concatenated channels to ``c_out``.
+    """
+
+    def __init__(self, c_in: int, c_out: int, n: int = 1, shortcut: bool = False, e: float = 0.5) -> None:
+        super().__init__()
+        self.c = int(c_out * e)
+        self.cv1 = Conv(c_in, 2 * self.c, 1)
+        self.cv2 = Conv((2 + n) * self.c, c_out, 1)
+        self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut) for _ in range(n))
+
+    def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The ``2 + n`` tensors (each ``(B, c, H, W)``) that ``cv2`` fuses."""
+        y = list(self.cv1(x).chunk(2, 1))
+        for m in self.m:
+            y.append(m(y[-1]))
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, H, W) -> (B, c_out, H, W)."""
+        return self.cv2(torch.cat(self.branches(x), 1))
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling (fast): 1x1 to ``c_in/2``, three chained k x k stride-1 max-pools, concat 4, 1x1."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 5) -> None:
+        super().__init__()
+        hidden = c_in // 2
+        self.cv1 = Conv(c_in, hidden, 1)
+        self.cv2 = Conv(hidden * 4, c_out, 1)
+        self.pool = nn.MaxPool2d(k, 1, k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, H, W) -> (B, c_out, H, W)."""
+        y = [self.cv1(x)]
+        for _ in range(3):
+            y.append(self.pool(y[-1]))
+        return self.cv2(torch.cat(y, 1))

@@ -1,0 +1,167 @@
+"""Smoke test of the benchmark scripts (``benchmarks/*.py --quick``) plus checks of their helpers.
+
+Default: open_vocab + tsne (which reuses open_vocab's checkpoints) + cost, end to end on the tiny synthetic benchmark,
+and a rerun proving cells are cached (~2 min on 2 CPU cores). ``RTVP_RUN_SLOW=1`` also runs ablations, data_amount and
+closed_vs_yolov8 (the latter with Ultralytics only when ``benchmarks/.venv-yolo`` already exists).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+slow = pytest.mark.skipif(os.environ.get("RTVP_RUN_SLOW") != "1", reason="slow: set RTVP_RUN_SLOW=1 to run")
+
+
+def _argv(tmp: Path) -> list[str]:
+    return ["--quick", "--runs-dir", str(tmp / "runs"), "--results-dir", str(tmp / "results")]
+
+
+def _results(tmp: Path, script: str) -> dict:
+    folder = tmp / "results" / script / "quick"
+    assert (folder / "results.md").is_file()
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+def _csv(tmp: Path, script: str, name: str) -> list[dict[str, str]]:
+    with open(tmp / "results" / script / "quick" / f"{name}.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cost
+    import open_vocab
+    import tsne
+
+    assert open_vocab.main(_argv(work)) == 0
+    res = _results(work, "open_vocab")
+    assert res["machine"]["command"].startswith("python ") and res["machine"]["torch_threads"] >= 1
+    rows = {r["Method"]: r for r in _csv(work, "open_vocab", "open_vocab")}
+    assert set(rows) == {"RTVPNet", "text-only (YOLO-World-like)", "expert + text head", "closed-set expert (stage 1)"}
+    for key in ("rtvpnet", "textonly", "expert_text"):
+        gen = res["cells"][key]["generalized"]
+        assert 0.0 <= gen["AP_seen"] <= 1.0 and 0.0 <= gen["AP_unseen"] <= 1.0
+    # the closed-set expert cannot name unseen classes: AP_unseen is exactly 0
+    assert res["cells"]["expert"]["generalized"]["AP_unseen"] == 0.0
+    # the text-only variant has no SAM branch, so it is several times smaller than RTVPNet
+    assert float(rows["RTVPNet"]["Param (M)"]) > 3 * float(rows["text-only (YOLO-World-like)"]["Param (M)"])
+
+    # resumable: every cell is cached on a rerun, and the table is reproduced
+    capsys.readouterr()
+    assert open_vocab.main(_argv(work)) == 0
+    assert capsys.readouterr().out.count("(cached)") == 4
+    assert {r["Method"] for r in _csv(work, "open_vocab", "open_vocab")} == set(rows)
+
+    # t-SNE reuses open_vocab's two open-protocol runs (same content-addressed run folders)
+    runs_before = sorted(p.name for p in (work / "runs" / "train").iterdir())
+    assert tsne.main(_argv(work)) == 0
+    assert sorted(p.name for p in (work / "runs" / "train").iterdir()) == runs_before
+    png = work / "results" / "tsne" / "quick" / "tsne.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for r in _csv(work, "tsne", "tsne"):
+        assert int(r["boxes"]) > 0 and -1.0 <= float(r["silhouette (cosine, D-d)"]) <= 1.0
+
+    assert cost.main([*_argv(work), "--no-yolo"]) == 0
+    params = {r["Model"]: r for r in _csv(work, "cost", "params")}
+    # rtvp's expert-n is the YOLOv8n architecture: 3.16 M params, 8.74 GFLOPs at 640 -> 2.19 at 320 (1/4)
+    assert abs(float(params["expert-n"]["total"]) - 3.16) < 0.01
+    flops = {(r["Model"], r["imgsz"]): r for r in _csv(work, "cost", "gflops")}
+    assert abs(float(flops[("expert-n", "320")]["total"]) - 2.19) < 0.01
+    comp = flops[("rtvpnet-n", "320")]
+    parts = sum(float(comp[c]) for c in ("expert", "sam", "projection", "prompt", "interaction", "head"))
+    assert math.isclose(parts, float(comp["total"]), rel_tol=1e-3)
+    lat = {r["Model"]: r for r in _csv(work, "cost", "latency_cpu")}
+    assert float(lat["rtvpnet-n"]["ms/img b1"]) > float(lat["expert-n"]["ms/img b1"]) > 0
+    for r in _csv(work, "cost", "train_cpu"):
+        assert float(r["images/s"]) > 0 and float(r["peak RSS MB"]) > 100
+
+
+def test_table_and_cell_cache(tmp_path: Path) -> None:
+    import argparse
+
+    from _common import BenchRun, Cell, Table
+
+    t = Table("t", "T", ["a", "b"], rows=[["x", 1.23456], ["y", None]], digits=2)
+    assert "| x | 1.23 |" in t.markdown() and "| y | - |" in t.markdown()
+    assert t.csv().splitlines() == ["a,b", "x,1.2346", "y,"]
+    args = argparse.Namespace(runs_dir=tmp_path / "runs", results_dir=tmp_path / "res", tag="quick", fresh=False)
+    calls: list[int] = []
+    run = BenchRun("demo", args)
+    cell = Cell("c1", "one", {"x": 1}, lambda: calls.append(1) or {"v": len(calls)})
+    assert run.run_cells([cell])["c1"] == {"v": 1}
+    assert BenchRun("demo", args).run_cells([cell])["c1"] == {"v": 1} and calls == [1]  # cached
+    changed = Cell("c1", "one", {"x": 2}, lambda: calls.append(1) or {"v": len(calls)})
+    assert BenchRun("demo", args).run_cells([changed])["c1"] == {"v": 2}  # config changed -> recomputed
+    out = run.write([t], notes=["n"], files={"f.bin": b"ab"})
+    assert sorted(p.name for p in out.iterdir()) == ["f.bin", "results.json", "results.md", "t.csv"]
+
+
+def _coco(n: int) -> dict:
+    images = [{"id": i + 1, "file_name": f"images/src/img_{i:03d}.jpg", "width": 10, "height": 10} for i in range(n)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0}
+            for i in range(n)]
+    return {"info": {}, "licenses": [], "categories": [{"id": 1, "name": "a", "split": "seen"}], "images": images,
+            "annotations": anns}
+
+
+def _bench(root: Path, train: dict, val: dict) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    for split, data in (("closed_train", train), ("closed_val", val), ("open_train", train), ("open_val", val)):
+        (root / "annotations" / f"{split}.json").write_text(json.dumps(data), encoding="utf-8")
+    (root / "benchmark.yaml").write_text("name: t\n", encoding="utf-8")
+    return root
+
+
+def test_subset_and_fixed_split(tmp_path: Path) -> None:
+    import closed_vs_yolov8
+    from _train import load_coco, subset_bench
+
+    full = _coco(20)
+    bench = _bench(tmp_path / "b", {**full, "images": full["images"][:16], "annotations": full["annotations"][:16]},
+                   {**full, "images": full["images"][16:], "annotations": full["annotations"][16:]})
+    sub = subset_bench(bench, 0.25, 0, tmp_path / "sub")
+    tr = load_coco(sub, "closed_train")
+    assert len(tr["images"]) == 4 and {a["image_id"] for a in tr["annotations"]} == {im["id"] for im in tr["images"]}
+    assert load_coco(sub, "open_train")["images"] == tr["images"]  # one image pool for both protocols
+    assert load_coco(sub, "closed_val") == load_coco(bench, "closed_val")
+    assert subset_bench(bench, 1.0, 0, tmp_path / "x") == bench
+
+    fixed = closed_vs_yolov8.fixed_split(bench, "neu_det", tmp_path, tmp_path / "fixed")
+    val = load_coco(fixed, "closed_val")
+    assert [im["file_name"] for im in val["images"]] == [f"images/src/img_{i:03d}.jpg" for i in (4, 9, 14, 19)]
+    assert len(load_coco(fixed, "closed_train")["images"]) == 16
+
+
+@slow
+def test_quick_heavy_scripts(work: Path) -> None:
+    import ablations
+    import closed_vs_yolov8
+    import data_amount
+    from _yolo import ultralytics_version
+
+    assert ablations.main(_argv(work)) == 0
+    names = {t["name"] for t in _results(work, "ablations")["tables"]}
+    assert names == {f"table_{t}_open" for t in ("vii", "viii", "ix", "x", "xi")}
+    assert data_amount.main(_argv(work)) == 0
+    closed = _csv(work, "data_amount", "data_amount_closed")
+    assert [r["Ratio"] for r in closed] == ["10%", "50%", "100%"]
+    assert int(closed[0]["train images"]) < int(closed[1]["train images"]) < int(closed[2]["train images"])
+    extra = [] if ultralytics_version() else ["--no-yolo"]
+    assert closed_vs_yolov8.main([*_argv(work), *extra]) == 0
+    models = [r["Model"] for r in _csv(work, "closed_vs_yolov8", "closed_synth")]
+    assert "rtvpnet-tiny (stage 1 + 2)" in models

@@ -1,0 +1,120 @@
+"""A hand-made 16-image benchmark (CONTRACTS.md layout) and tiny random checkpoints for the annotation tests.
+
+Two scenes (steel, wood), three classes drawn as solid rectangles of a class colour on dark noise: "scratch on
+steel" (red), "hole on steel" (green, unseen), "spot on wood" (blue). 64x64 RGB PNGs; images 13-16 are closed_val.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from rtvp import __version__
+from rtvp.config import to_dict
+from rtvp.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from rtvp.models import ExpertDetector, ModelConfig, build_model
+from rtvp.models.text import build_text_encoder
+
+CATEGORIES = [
+    {"id": 1, "name": "scratch on steel", "defect": "scratch", "scene": "steel", "supercategory": "metal",
+     "text": "scratch on steel", "aliases": [], "split": "seen"},
+    {"id": 2, "name": "hole on steel", "defect": "hole", "scene": "steel", "supercategory": "metal",
+     "text": "hole on steel", "aliases": [], "split": "unseen"},
+    {"id": 3, "name": "spot on wood", "defect": "spot", "scene": "wood", "supercategory": "wood",
+     "text": "spot on wood", "aliases": [], "split": "seen"},
+]
+TEXTS = [c["text"] for c in CATEGORIES]
+COLORS = {1: (255, 40, 40), 2: (40, 255, 40), 3: (40, 40, 255)}
+SIZE = 64
+VAL = {13, 14, 15, 16}
+
+
+def layout(iid: int) -> tuple[str, list[tuple[int, tuple[int, int, int, int]]]]:
+    """Scene and ``[(category, (x1, y1, x2, y2))]`` of image ``iid`` (deterministic)."""
+    rng = np.random.default_rng(100 + iid)
+    scene = "steel" if iid % 2 else "wood"
+    cats = [1, 2] if scene == "steel" else [3]
+    objs = []
+    for k in range(1 + iid % 2):
+        x, y = (int(v) for v in rng.integers(2, 34, 2))
+        w, h = (int(v) for v in rng.integers(14, 28, 2))
+        objs.append((cats[(iid + k) % len(cats)], (x, y, min(SIZE, x + w), min(SIZE, y + h))))
+    return scene, objs
+
+
+def write_bench(root: Path, n: int = 16) -> Path:
+    """Write images, the four COCO files and ``benchmark.yaml`` under ``root``; returns ``root``."""
+    images, anns = [], []
+    for iid in range(1, n + 1):
+        scene, objs = layout(iid)
+        img = np.random.default_rng(iid).integers(0, 50, (SIZE, SIZE, 3), dtype=np.uint8)
+        for cat, (x1, y1, x2, y2) in objs:
+            img[y1:y2, x1:x2] = COLORS[cat]
+        file = f"images/toy/{iid:03d}.png"
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / file), img[:, :, ::-1])
+        images.append({"id": iid, "file_name": file, "width": SIZE, "height": SIZE, "source": "toy", "scene": scene,
+                       "sha1": f"{iid:040d}", "channels": 3, "group": iid})
+        for cat, (x1, y1, x2, y2) in objs:
+            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cat,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
+                         "segmentation": [], "attributes": {"location": "center", "size": "small",
+                                                            "morphology": "irregular"}})
+    unseen = {a["image_id"] for a in anns if a["category_id"] == 2}
+    ids = {i["id"] for i in images}
+    splits = {"closed_train": (ids - VAL, lambda a: True), "closed_val": (VAL, lambda a: True),
+              "open_train": (ids - VAL - unseen, lambda a: a["category_id"] != 2),
+              "open_val": (unseen | VAL, lambda a: True)}
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for name, (keep_ids, keep) in splits.items():
+        coco = {"info": {"split": name}, "categories": CATEGORIES,
+                "images": [i for i in images if i["id"] in keep_ids],
+                "annotations": [a for a in anns if a["image_id"] in keep_ids and keep(a)]}
+        (root / "annotations" / f"{name}.json").write_text(json.dumps(coco))
+    meta = {"name": "toy", "version": "1", "categories": CATEGORIES, "output": {"images": "link"}}
+    (root / "benchmark.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return root
+
+
+def _ckpt(arch: str, cfg: dict, model: torch.nn.Module, vocab: list[str]) -> dict:
+    return {"version": __version__, "format": CHECKPOINT_FORMAT, "arch": arch, "model_config": cfg,
+            "model": model.state_dict(), "ema": None, "vocabulary": list(vocab), "categories": CATEGORIES,
+            "train_config": {"imgsz": SIZE}, "epoch": 1, "step": 1}
+
+
+def rtvpnet_ckpt(path: Path, seed: int = 0) -> Path:
+    """A random tiny RTVPNet checkpoint over the benchmark's classes (hash text encoder, no SAM)."""
+    cfg = ModelConfig(scale="tiny", sam=False, edp=False, text_encoder="hash")
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, 16)
+    table = build_text_encoder("hash", dim=16).encode(TEXTS)
+    save_checkpoint({**_ckpt("rtvpnet", to_dict(cfg), model, TEXTS), "text_encoder": "hash", "text_dim": 16,
+                     "text_embeddings": table}, path)
+    return path
+
+
+def expert_ckpt(path: Path, seed: int = 0) -> Path:
+    """A random tiny closed-set expert checkpoint over the benchmark's classes."""
+    torch.manual_seed(seed)
+    model = ExpertDetector("tiny", 3, len(TEXTS))
+    save_checkpoint(_ckpt("expert", {"scale": "tiny", "in_channels": 3}, model, TEXTS), path)
+    return path
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Relative path -> content of every regular file under ``root`` except ``work/`` (links: their target)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith("work/") or p.is_dir():
+            continue
+        out[rel] = str(p.readlink()).encode() if p.is_symlink() else p.read_bytes()
+    return out

@@ -167,6 +167,18 @@ class Table:
         Console(width=max(120, min(200, 12 * len(self.columns) + 40))).print(t)
 
 
+def rel(path: str | Path) -> str:
+    """``path`` relative to the repository root when inside it (results never embed this machine's layout)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def _relativize(text: str) -> str:
+    return text.replace(str(REPO) + "/", "")
+
+
 def pct(metrics: dict[str, Any] | None, key: str) -> float | None:
     """Metric as a percentage (the paper's unit); ``None`` when absent."""
     if not metrics:
@@ -237,6 +249,8 @@ class BenchRun:
         self.cells_dir = self.run_dir / "cells"
         self.machine = machine_info()
         self.results: dict[str, dict[str, Any]] = {}
+        self.seconds: dict[str, float] = {}  # compute time of each cell (also of cached ones, from their record)
+        self.fresh_cells = 0
         self.t0 = time.perf_counter()
 
     def cached(self, cell: Cell) -> dict[str, Any] | None:
@@ -248,7 +262,10 @@ class BenchRun:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
-        return stored["result"] if stored.get("config_hash") == config_hash(cell.config) else None
+        if stored.get("config_hash") != config_hash(cell.config):
+            return None
+        self.seconds[cell.key] = float(stored.get("seconds", 0.0))
+        return stored["result"]
 
     def run_cells(self, cells: Sequence[Cell]) -> dict[str, dict[str, Any]]:
         """Run (or load) every cell, printing ``[i/N]`` progress with an ETA; returns ``{key: result}``.
@@ -274,6 +291,7 @@ class BenchRun:
                           "config_hash": config_hash(cell.config), "seconds": round(took, 2), "result": result}
                 atomic_write_text(self.cells_dir / f"{cell.key}.json", json.dumps(record, indent=1, default=str))
                 spent, ran = spent + took, ran + 1
+                self.seconds[cell.key], self.fresh_cells = took, self.fresh_cells + 1
                 left = sum(1 for c in cells[i:] if self.cached(c) is None)
                 console.print(f"[green]done in {took:.0f} s[/green]; {left} cell(s) left, "
                               f"ETA ~{spent / ran * left / 60:.1f} min")
@@ -305,21 +323,24 @@ class BenchRun:
                   "gpu",
                   "python", "torch", "numpy", "rtvp", "git_commit"):
             head.append(f"| {k} | {m.get(k)} |")
-        head += ["", f"Wall time of this invocation: {elapsed:.0f} s (cached cells are not re-run).", ""]
+        head += ["", f"Cells: {len(self.results)} ({len(self.results) - self.fresh_cells} loaded from the cache); "
+                 f"compute time of all cells: {sum(self.seconds.values()):.0f} s; wall time of this invocation: "
+                 f"{elapsed:.0f} s.", ""]
         body = "\n".join(head) + "\n" + "\n".join(t.markdown() for t in tables)
         if notes:
             body += "\n## Notes\n\n" + "\n\n".join(notes) + "\n"
         payload = {"script": self.script, "tag": self.args.tag, "machine": m, "wall_s": round(elapsed, 1),
                    "tables": [{"name": t.name, "title": t.title, "columns": t.columns, "rows": t.rows,
                                "note": t.note} for t in tables],
-                   "cells": self.results, **(extra or {})}
+                   "cells": self.results, "cell_seconds": self.seconds, **(extra or {})}
         self.results_dir.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(self.results_dir, overwrite=True) as tmp:
             for t in tables:
                 (tmp / f"{t.name}.csv").write_text(t.csv(), encoding="utf-8")
             for name, data in (files or {}).items():
                 (tmp / name).write_bytes(data)
-            (tmp / "results.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
-            (tmp / "results.md").write_text(body, encoding="utf-8")
+            text = json.dumps(payload, indent=1, default=str)
+            (tmp / "results.json").write_text(_relativize(text), encoding="utf-8")
+            (tmp / "results.md").write_text(_relativize(body), encoding="utf-8")
         print(f"results: {self.results_dir}/results.md")
         return self.results_dir

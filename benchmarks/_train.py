@@ -198,13 +198,18 @@ def run_key(cfg: Any) -> str:
 def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     """Train ``cfg`` into ``<runs>/train/<name>-<hash>`` (reused when finished, resumed when interrupted).
 
+    The folder is found by the config hash alone, so an identical config asked for under another name (e.g. the
+    all-on ablation cell and open_vocab's RTVPNet) is trained once.
+
     Returns:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
     from rtvp.engine.stages import stage_dirs
     from rtvp.engine.stages import train as train_stages
 
-    out = Path(runs_root) / "train" / f"{name}-{run_key(cfg)}"
+    key = run_key(cfg)
+    same = sorted((Path(runs_root) / "train").glob(f"*-{key}"))  # the same config trained under another name
+    out = same[0] if same else Path(runs_root) / "train" / f"{name}-{key}"
     done = out / "done.json"
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))

@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms
 
 from rtvp.engine.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
 from rtvp.errors import ConfigError, DataError
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
-from rtvp.models.decode import decode_boxes
+from rtvp.models.decode import postprocess
 from rtvp.models.outputs import RawOutputs
 from rtvp.structures import Detections
 from rtvp.vocabulary import Resolved
@@ -82,34 +81,13 @@ def check_device(device: str) -> torch.device:
 
 def select(outputs: RawOutputs, conf: float, iou: float, max_det: int,
            max_nms: int = 30000) -> list[tuple[torch.Tensor, ...]]:
-    """Score threshold + class-aware NMS, keeping the anchor index of every detection.
-
-    Multi-label like ``rtvp.models.decode.postprocess``: each (anchor, prompt) pair above ``conf`` is a candidate.
-
-    Args:
-        outputs: ``box_dist (B, A, 4 reg_max)``, ``logits (B, A, K)``.
-        conf: minimum sigmoid score.
-        iou: NMS IoU threshold.
-        max_det: detections kept per image.
-        max_nms: at most this many top candidates enter NMS.
+    """``postprocess`` keeping the anchor index of every detection.
 
     Returns:
         Per image ``(boxes (N, 4) xyxy letterboxed pixels, scores (N,), labels (N,), anchors (N,))``, scores
         descending.
     """
-    boxes = decode_boxes(outputs.box_dist.float(), outputs.anchors.float(), outputs.strides.float())
-    scores = outputs.logits.float().sigmoid()
-    results = []
-    for b in range(scores.shape[0]):
-        cand = (scores[b] > conf).nonzero()
-        sc = scores[b][cand[:, 0], cand[:, 1]]
-        if sc.numel() > max_nms:
-            top = sc.topk(max_nms).indices
-            cand, sc = cand[top], sc[top]
-        bx = boxes[b][cand[:, 0]]
-        keep = batched_nms(bx, sc, cand[:, 1], iou)[:max_det]
-        results.append((bx[keep], sc[keep], cand[keep, 1], cand[keep, 0]))
-    return results
+    return postprocess(outputs, conf=conf, iou=iou, max_det=max_det, max_nms=max_nms, return_anchors=True)
 
 
 def maps_to_images(maps: dict[str, list[torch.Tensor]], geo: Letterboxed, imgsz: int) -> list[dict[str, np.ndarray]]:

@@ -72,7 +72,8 @@ def postprocess(
     max_det: int = 300,
     text_mask: torch.Tensor | None = None,
     max_nms: int = 30000,
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    return_anchors: bool = False,
+) -> list[tuple[torch.Tensor, ...]]:
     """Turn raw outputs into per-image detections (multi-label: one candidate per (anchor, prompt) above ``conf``).
 
     Args:
@@ -82,10 +83,11 @@ def postprocess(
         max_det: detections kept per image (highest scores).
         text_mask: ``(K,)`` or ``(B, K)`` bool, False for padded prompts (never reported).
         max_nms: at most this many top-scoring candidates enter NMS per image.
+        return_anchors: also return each detection's anchor index ``(N,)`` (to look up embeddings or maps).
 
     Returns:
         One ``(boxes (N, 4) xyxy pixels, scores (N,), labels (N,) long)`` per image, scores descending; labels index
-        the vocabulary (the K prompts).
+        the vocabulary (the K prompts). With ``return_anchors`` a fourth element holds the anchor indices.
     """
     boxes = decode_boxes(outputs.box_dist.float(), outputs.anchors.float(), outputs.strides.float())
     scores = outputs.logits.float().sigmoid()
@@ -101,5 +103,6 @@ def postprocess(
             cand, sc = cand[top], sc[top]
         bx = boxes[b][cand[:, 0]]
         keep = batched_nms(bx, sc, cand[:, 1], iou)[:max_det]
-        results.append((bx[keep], sc[keep], cand[keep, 1]))
+        found = (bx[keep], sc[keep], cand[keep, 1])
+        results.append((*found, cand[keep, 0]) if return_anchors else found)
     return results

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class Prediction:
     image: np.ndarray
     detections: Detections
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+MAX_BOUND_PROMPT_LISTS = 256
 
 
 def check_device(device: str) -> torch.device:
@@ -197,7 +200,8 @@ class Predictor:
                               f"iou={iou}, max_det={max_det}, batch={batch}")
         self.conf, self.iou, self.max_det, self.batch = conf, iou, max_det, batch
         self._encoder: Any = None
-        self._bound: dict[tuple[str, ...] | None, tuple[PromptedModel, list[Resolved]]] = {}
+        # LRU of bound prompt lists: a long-running service sees many free-text prompt lists
+        self._bound: OrderedDict[tuple[str, ...] | None, tuple[PromptedModel, list[Resolved]]] = OrderedDict()
         self.prompts: list[str] = []
         self.resolved: list[Resolved] = []
         self.last_maps: list[dict[str, np.ndarray]] = []
@@ -237,6 +241,9 @@ class Predictor:
         key = None if prompts is None else tuple(prompts)
         if key not in self._bound:
             self._bound[key] = bind_prompts(self.model, self.meta, None if key is None else list(key), self.encoder)
+            while len(self._bound) > MAX_BOUND_PROMPT_LISTS:
+                self._bound.popitem(last=False)
+        self._bound.move_to_end(key)
         self.resolved = list(self._bound[key][1])
         self.prompts = [r.prompt for r in self.resolved]
         self._active = self._bound[key][0]

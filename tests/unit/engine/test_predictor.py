@@ -220,3 +220,13 @@ def test_bad_settings(ckpt):
         Predictor(ckpt, imgsz=100)
     with pytest.raises(ConfigError, match="conf"):
         Predictor(ckpt, conf=1.5)
+
+
+def test_bound_prompt_lists_are_bounded(monkeypatch, ckpt):
+    import rtvp.engine.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "MAX_BOUND_PROMPT_LISTS", 2)
+    predictor = Predictor(ckpt)
+    for prompts in (["scratch"], ["hole"], ["crack"], ["hole"]):
+        predictor.set_prompts(prompts)
+    assert list(predictor._bound) == [("crack",), ("hole",)]

@@ -285,8 +285,8 @@ def autolabel(bench: str | Path, out: str | Path, cfg: AutolabelConfig, train_cf
     new_splits, queue, stats = build_version(splits, labeled_ids, preds, cfg)
     cats = [{"id": c["id"], "name": c["name"], "text": c.get("text", c["name"])} for c in train["categories"]]
     queue_doc = {"format": "rtvp-review-queue", "version": 1, "categories": cats, "items": queue}
-    summary = {"tool": "autolabel", "from": str(bench.resolve()), "weights_ov": str(ov_w),
-               "weights_expert": str(ex_w), "iou": cfg.iou, "min_iou": cfg.min_iou, "conf": cfg.conf,
+    summary = {"tool": "autolabel", "from": str(bench.resolve()), "weights_ov": str(ov_w.resolve()),
+               "weights_expert": str(ex_w.resolve()), "iou": cfg.iou, "min_iou": cfg.min_iou, "conf": cfg.conf,
                "seed": cfg.seed, **{k: v for k, v in stats.items() if k != "unreadable"},
                "unreadable": len(stats["unreadable"])}
     write_version(bench, out, new_splits, "auto", summary, {

@@ -52,6 +52,7 @@ class Matches:
         counts: scene -> ``{"images", "reference", "candidate"}`` box and image counts (matched or not).
         only_reference: images only in the reference file.
         only_candidate: images only in the candidate file.
+        classes: distinct class names among the compared boxes of both files.
     """
 
     iou: np.ndarray
@@ -61,6 +62,7 @@ class Matches:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     only_reference: int = 0
     only_candidate: int = 0
+    classes: int = 0
 
 
 def match_boxes(ref_xywh: np.ndarray, cand_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,7 +176,7 @@ def match_files(reference: str | Path | dict, candidate: str | Path | dict,
     if not common:
         raise DataError(f"{ref_where} and {cand_where} have no image in common (joined on "
                         f"{'file_name' if by_name else 'id'}); compare two labellings of the same images")
-    iou, rl, cl, sc = [], [], [], []
+    iou, rl, cl, sc, names = [], [], [], [], set()
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {"images": 0, "reference": 0, "candidate": 0})
     for key in common:
         rid, cid = r_keys[key], c_keys[key]
@@ -186,13 +188,14 @@ def match_files(reference: str | Path | dict, candidate: str | Path | dict,
         rl += [r_names[ra[i]["category_id"]] for i in ri]
         cl += [c_names[ca[i]["category_id"]] for i in ci]
         sc += [scene] * len(ri)
+        names |= {r_names[a["category_id"]] for a in ra} | {c_names[a["category_id"]] for a in ca}
         c = counts[scene]
         c["images"] += 1
         c["reference"] += len(ra)
         c["candidate"] += len(ca)
     return Matches(np.concatenate(iou) if iou else np.zeros(0), np.array(rl, dtype=object),
                    np.array(cl, dtype=object), np.array(sc, dtype=object), dict(sorted(counts.items())),
-                   len(set(r_keys) - set(c_keys)), len(set(c_keys) - set(r_keys)))
+                   len(set(r_keys) - set(c_keys)), len(set(c_keys) - set(r_keys)), len(names))
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -220,7 +223,7 @@ def summarize(m: Matches, thresholds: tuple[float, ...] = THRESHOLDS) -> dict[st
     n_cand = sum(c["candidate"] for c in m.counts.values())
     out = _figures(m.iou, m.ref_labels, m.cand_labels, n_ref, n_cand, thresholds)
     f, p = anova({s: m.iou[m.scenes == s] for s in m.counts})
-    out.update({"anova_p": p, "anova_f": f, "classes": int(len(set(m.ref_labels) | set(m.cand_labels))),
+    out.update({"anova_p": p, "anova_f": f, "classes": m.classes,
                 "images": sum(c["images"] for c in m.counts.values()), "images_only_in_reference": m.only_reference,
                 "images_only_in_candidate": m.only_candidate, "thresholds": list(thresholds)})
     out["per_scene"] = {}

@@ -168,6 +168,13 @@ def subset_bench(bench: Path, fraction: float, seed: int, out: Path) -> Path:
     return Path(out)
 
 
+def subset_for(runs_root: Path, bench: Path, fraction: float, seed: int = 0) -> Path:
+    """:func:`subset_bench` into ``<runs>/_subsets/`` (one folder per benchmark content, share and seed)."""
+    bench = Path(bench)
+    out = Path(runs_root) / "_subsets" / f"{bench.name}-{bench_fingerprint(bench)}-{fraction:g}-s{seed}"
+    return subset_bench(bench, fraction, seed, out)
+
+
 # ---------------------------------------------------------------------------------------------------------- training
 def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "both", expert_weights: Path | None = None,
                 model: dict[str, Any] | None = None, train: dict[str, Any] | None = None, device: str = "auto"):

@@ -41,6 +41,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def load1() -> float:
+    """1-minute load average (other processes' CPU use makes timings noisy; reported next to each timing)."""
+    import os
+
+    return round(os.getloadavg()[0], 2)
+
+
 PAPER = {"rtvpnet-s": "76 M / 17 GFLOPs (CLIP text encoder incl.)", "rtvpnet-l": "110 M / 89 GFLOPs"}
 
 
@@ -92,8 +99,7 @@ def latency(spec: dict[str, Any]) -> dict[str, Any]:
                     times.append(time.perf_counter() - t)
             med = statistics.median(times)
             out[str(batch)] = {"ms_per_image": 1000 * med / batch, "images_per_s": batch / med}
-    return {"batches": out, "peak_rss_mb": peak_rss_mb(),
-            "threads": torch.get_num_threads()}
+    return {"batches": out, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(), "load": load1()}
 
 
 def synthetic_batch(b: int, imgsz: int, k: int, boxes: int = 4) -> Any:
@@ -142,7 +148,7 @@ def train_speed(spec: dict[str, Any]) -> dict[str, Any]:
         if i >= spec["warmup"]:
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    return {"images_per_s": spec["batch"] / med, "ms_per_step": 1000 * med,
+    return {"images_per_s": spec["batch"] / med, "ms_per_step": 1000 * med, "load": load1(),
             "peak_rss_mb": peak_rss_mb(),
             "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None}
 
@@ -194,7 +200,8 @@ def yolo_cell(name: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for batch in spec["batches"]:
         out[str(batch)] = run_yolo("latency", {"model": f"{name}.yaml", **spec, "batch": batch})
-    return {"batches": out, "peak_rss_mb": max(v["peak_rss_mb"] for v in out.values()), "threads": spec["threads"]}
+    return {"batches": out, "peak_rss_mb": max(v["peak_rss_mb"] for v in out.values()), "threads": spec["threads"],
+            "load": load1()}
 
 
 def text_encoder_params() -> int | None:
@@ -239,9 +246,10 @@ def make_cells(args: Any, p: dict[str, Any]) -> list[Cell]:
             for m in p["lat_models"]:
                 cells.append(Cell(f"lat-{m}@{imgsz}-{dev}", f"latency {m} @{imgsz} {dev}", base,
                                   lambda b=base, m=m: in_worker("latency", {**b, "model": m})))
-            for name in yolo:
-                spec = {k: v for k, v in base.items() if k != "prompts"}
-                cells.append(Cell(f"lat-{name}@{imgsz}-{dev}", f"latency {name} @{imgsz} {dev} (Ultralytics)", spec,
+            for name, fuse in ((n, f) for n in yolo for f in (False, True)):
+                spec = {**{k: v for k, v in base.items() if k != "prompts"}, "fuse": fuse}
+                tag = f"{name}-fused" if fuse else name
+                cells.append(Cell(f"lat-{tag}@{imgsz}-{dev}", f"latency {tag} @{imgsz} {dev} (Ultralytics)", spec,
                                   lambda s=spec, n=name: yolo_cell(n, "latency", s)))
         for m, freeze in p["train"]:
             spec = {"model": m, "freeze_sam": freeze, "imgsz": p["train_imgsz"], "threads": args.threads,
@@ -290,27 +298,32 @@ def speed_tables(res: dict[str, Any]) -> list[Table]:
             batches = sorted({int(b) for v in lat.values() for b in v["batches"]})
             t = Table(f"latency_{dev}", f"{dev.upper()} latency, bare forward (median ms/image)",
                       ["Model", "imgsz", *(f"ms/img b{b}" for b in batches), f"img/s b{batches[-1]}",
-                       "peak RSS MB", "threads"])
+                       "peak RSS MB", "threads", "load avg"])
             for key, v in lat.items():
                 name, imgsz = key.removeprefix("lat-").removesuffix(f"-{dev}").split("@")
-                label = f"{name} (Ultralytics)" if name.startswith("yolo") else name
+                label = name
+                if name.startswith("yolo"):
+                    label = f"{name.removesuffix('-fused')} (Ultralytics{', conv+BN fused' if 'fused' in name else ''})"
                 bs = v["batches"]
                 t.rows.append([label, int(imgsz), *(bs[str(b)]["ms_per_image"] if str(b) in bs else None
                                                     for b in batches),
-                               bs[str(batches[-1])]["images_per_s"], v["peak_rss_mb"], v["threads"]])
-            t.note = ("Random weights, random input, inference mode; no letterbox/NMS. expert-* is rtvp's YOLOv8-"
+                               bs[str(batches[-1])]["images_per_s"], v["peak_rss_mb"], v["threads"], v.get("load")])
+            t.note = ("'load avg' = 1-min load average of the machine at the end of the measurement (timings on a "
+                      "shared CPU are noisy when it exceeds the idle cores). Random weights, random input, inference "
+                      "mode; no letterbox/NMS. expert-* is rtvp's YOLOv8-"
                       "architecture expert (the YOLOv8 stand-in in-process); yolov8* is Ultralytics in its own "
-                      "venv, unfused. " + ("fp16 autocast." if dev == "cuda" else "fp32."))
+                      "venv, as built (unfused, like the rtvp rows) and with conv+BN fused (what its predict runs). "
+                      + ("fp16 autocast." if dev == "cuda" else "fp32."))
             out.append(t)
         tr = {k: v for k, v in res.items() if k.startswith("train-") and k.endswith(f"-{dev}")}
         if tr:
             t = Table(f"train_{dev}", f"{dev.upper()} training throughput (fwd + loss + bwd + AdamW, random data)",
-                      ["Model", "SAM", "images/s", "ms/step", "peak RSS MB", "peak CUDA MB"])
+                      ["Model", "SAM", "images/s", "ms/step", "peak RSS MB", "peak CUDA MB", "load avg"])
             for key, v in tr.items():
                 _, kind, scale, sam, _ = key.split("-")
                 has_sam = kind == "rtvpnet"
                 t.rows.append([f"{kind}-{scale}", sam if has_sam else "-", v["images_per_s"], v["ms_per_step"],
-                               v["peak_rss_mb"], v["peak_cuda_mb"]])
+                               v["peak_rss_mb"], v["peak_cuda_mb"], v.get("load")])
             out.append(t)
     return out
 

@@ -23,13 +23,12 @@ from _train import (
     Budget,
     add_bench_args,
     add_budget_args,
-    bench_fingerprint,
     bench_from_args,
     budget_from_args,
     evaluate_weights,
     load_coco,
     make_config,
-    subset_bench,
+    subset_for,
     train_run,
 )
 
@@ -43,15 +42,9 @@ PAPER_CLOSED = {
 }
 
 
-def subset(args: Any, bench: Path, fraction: float) -> Path:
-    """The benchmark restricted to ``fraction`` of the training images (seed ``args.seed``)."""
-    out = Path(args.runs_dir) / "_subsets" / f"{bench.name}-{bench_fingerprint(bench)}-{fraction:g}-s{args.seed}"
-    return subset_bench(bench, fraction, args.seed, out)
-
-
 def run_cell(args: Any, bench: Path, budget: Budget, fraction: float, protocol: str, model: str) -> dict[str, Any]:
     """Train one model on one share (stage 1 shared by the models of the same share and protocol) and score it."""
-    data = subset(args, bench, fraction)
+    data = subset_for(args.runs_dir, bench, fraction, args.seed)
     expert = train_run(make_config(data, protocol, budget, stage="expert", device=args.device), args.runs_dir,
                        f"expert-{protocol}")
     if model == "expert":

@@ -86,13 +86,15 @@ def draw_examples(weights: Path, bench: Path, out: Path, count: int, device: str
 
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Output folder (synth data, benchmark, runs, images)."),
-    images: int = typer.Option(320, "--images", help="Synthetic images to render."),
+    images: int = typer.Option(240, "--images", help="Synthetic images to render."),
     size: int = typer.Option(256, "--size", help="Synthetic image side in pixels."),
     model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-{n,s,l,tiny}."),
-    epochs: int = typer.Option(12, "--epochs", help="Epochs of the full model per protocol."),
-    expert_epochs: int = typer.Option(12, "--expert-epochs", help="Epochs of expert pre-training per protocol."),
-    imgsz: int = typer.Option(256, "--imgsz", help="Training/eval image size."),
-    batch: int = typer.Option(16, "--batch", help="Batch size."),
+    epochs: int = typer.Option(6, "--epochs", help="Epochs of the full model (closed protocol)."),
+    expert_epochs: int = typer.Option(24, "--expert-epochs", help="Epochs of expert pre-training (closed)."),
+    open_epochs: int = typer.Option(3, "--open-epochs", help="Epochs of the full model (open protocol)."),
+    open_expert_epochs: int = typer.Option(12, "--open-expert-epochs", help="Expert epochs (open protocol)."),
+    imgsz: int = typer.Option(192, "--imgsz", help="Training/eval image size."),
+    batch: int = typer.Option(8, "--batch", help="Batch size."),
     seed: int = typer.Option(0, "--seed", help="Random seed (data and training)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     workers: int = typer.Option(0, "--workers", help="Dataloader workers."),
@@ -110,15 +112,20 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/4[/] rendering {images} synthetic images and building the benchmark in {out}")
     bench = make_benchmark(out, images, size, seed)
-    base = TrainConfig(epochs=epochs, expert_epochs=expert_epochs, imgsz=imgsz, batch=batch, seed=seed,
-                       device=device, workers=workers, warmup_epochs=1.0, ema_tau=200.0, val_period=max(epochs, 1),
-                       patience=0, tensorboard=False).with_model_name(model)
+    # Budget chosen so the whole demo fits ~10 min on 2 CPU cores: most epochs go to the cheap expert stage
+    # (stage 2 starts from it with zero-initialised prompt/projection branches), mosaic at 0.5, one final eval.
+    base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
+                       ema_tau=100.0, patience=0, tensorboard=False).with_model_name(model)
+    base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5))
     base = apply_overrides(base, list(overrides)) if overrides else base
+    budgets = {"closed": (expert_epochs, epochs), "open": (open_expert_epochs, open_epochs)}
     metrics: dict[str, dict[str, Any]] = {}
     eval_device = "cuda" if base.device.startswith("cuda") else "cpu"
     for step, protocol in ((2, "closed"), (3, "open")):
         console.print(f"[bold]{step}/4[/] training {model} on the {protocol} protocol")
-        best = train_protocol(bench, out, protocol, base)
+        n_expert, n_full = budgets[protocol]
+        run_cfg = dataclasses.replace(base, expert_epochs=n_expert, epochs=n_full, val_period=n_full)
+        best = train_protocol(bench, out, protocol, run_cfg)
         full = evaluate_weights(best, bench, protocol, imgsz, eval_device)
         keys = METRIC_KEYS if protocol == "closed" else OPEN_KEYS
         metrics[protocol] = {k: full.get(k) for k in keys} | {"weights": str(best)}

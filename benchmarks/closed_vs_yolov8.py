@@ -207,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "its own training recipe otherwise (Ultralytics defaults: SGD/AdamW auto, mosaic closed for the last 10 "
         "epochs; rtvp defaults: AdamW 2e-3, mosaic throughout). rtvpnet's epochs are split between stage 1 (the "
         "expert, a YOLOv8-architecture detector) and stage 2; its stage-1 row is that expert after stage 1 only.",
+        "The 'Ultralytics val' column is Ultralytics' own validator (rect batches padded by half a stride, its own AP "
+        "code): a cross-check, not comparable digit for digit with the rtvp-evaluator columns.",
         "Timing: 'train min' is the wall time of the training call (rtvpnet: both stages, without evaluation; "
         "Ultralytics: its train() call, which also scans the dataset and validates once at the end); 'eval img/s' "
         "includes model loading, image decoding, letterbox, forward and NMS over the val set.",

@@ -89,7 +89,7 @@ def demo(
     images: int = typer.Option(240, "--images", help="Synthetic images to render."),
     size: int = typer.Option(256, "--size", help="Synthetic image side in pixels."),
     model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-{n,s,l,tiny}."),
-    epochs: int = typer.Option(6, "--epochs", help="Epochs of the full model (closed protocol)."),
+    epochs: int = typer.Option(8, "--epochs", help="Epochs of the full model (closed protocol)."),
     expert_epochs: int = typer.Option(24, "--expert-epochs", help="Epochs of expert pre-training (closed)."),
     open_epochs: int = typer.Option(3, "--open-epochs", help="Epochs of the full model (open protocol)."),
     open_expert_epochs: int = typer.Option(12, "--open-expert-epochs", help="Expert epochs (open protocol)."),
@@ -108,7 +108,7 @@ def demo(
     from rtvp.engine.config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    console, start = Console(), time.perf_counter()
+    console, start = Console(width=120), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/4[/] rendering {images} synthetic images and building the benchmark in {out}")
     bench = make_benchmark(out, images, size, seed)

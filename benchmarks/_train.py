@@ -211,6 +211,7 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     Returns:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
+    from rtvp.config import atomic_write_text
     from rtvp.engine.stages import stage_dirs
     from rtvp.engine.stages import train as train_stages
 
@@ -233,8 +234,6 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
             "expert_best": str(dirs["expert"] / "weights" / "best.pt") if "expert" in dirs else None,
             "wall_s": round(wall, 1), "train_images": n_train, "epochs": epochs,
             "train_images_per_s": round(n_train * epochs / wall, 2) if wall > 0 else None, "resumed": resume}
-    from rtvp.config import atomic_write_text
-
     atomic_write_text(done, json.dumps(info, indent=1))
     return info
 

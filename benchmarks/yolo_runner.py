@@ -66,10 +66,12 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     _threads(spec["threads"])
     save_dir = Path(spec["project"]) / spec["name"]
     last = save_dir / "weights" / "last.pt"
+    timing = save_dir / "rtvp_timing.json"  # training wall time, kept for reruns that reuse the finished run
+    before = json.loads(timing.read_text(encoding="utf-8"))["wall_s"] if timing.is_file() else 0.0
     t0 = time.perf_counter()
     common = {"device": spec.get("device", "cpu"), "plots": False, "amp": False, "verbose": False}
     if last.is_file() and _finished(last):
-        resumed = None  # trained by an earlier call that died before writing its result
+        resumed = None  # trained by an earlier call (its wall time is in rtvp_timing.json)
     elif last.is_file():
         YOLO(str(last)).train(resume=True, **common)
         resumed = True
@@ -78,7 +80,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
                                   workers=spec["workers"], project=spec["project"], name=spec["name"], exist_ok=True,
                                   pretrained=False, seed=spec.get("seed", 0), deterministic=True, val=False, **common)
         resumed = False
-    wall = time.perf_counter() - t0
+    wall = before + (time.perf_counter() - t0 if resumed is not None else 0.0)
+    timing.write_text(json.dumps({"wall_s": wall}), encoding="utf-8")
     metrics = YOLO(str(last)).val(data=spec["data"], imgsz=spec["imgsz"], batch=spec["batch"], conf=0.001, iou=0.7,
                                   plots=False, device=common["device"], verbose=False, workers=0,
                                   project=spec["project"], name=spec["name"] + "-val", exist_ok=True)

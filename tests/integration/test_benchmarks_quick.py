@@ -23,7 +23,7 @@ slow = pytest.mark.skipif(os.environ.get("RTVP_RUN_SLOW") != "1", reason="slow: 
 
 
 def _argv(tmp: Path) -> list[str]:
-    return ["--quick", "--runs-dir", str(tmp / "runs"), "--results-dir", str(tmp / "results")]
+    return ["--quick", "--threads", "1", "--runs-dir", str(tmp / "runs"), "--results-dir", str(tmp / "results")]
 
 
 def _results(tmp: Path, script: str) -> dict:

@@ -147,7 +147,7 @@ def ddp_worker(rank: int, world: int, tmp: Path, port: int) -> None:
     """One rank of the 2-process gloo test: trains into ``tmp/rank<r>`` and saves what the test compares."""
     import os
 
-    from rtvp.engine.distributed import cleanup_distributed, init_distributed
+    from rtvp.engine.distributed import barrier, cleanup_distributed, init_distributed
     from rtvp.engine.runner import fit, per_rank_batch
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -164,6 +164,7 @@ def ddp_worker(rank: int, world: int, tmp: Path, port: int) -> None:
         torch.save({"model": params(trainer.bare_model), "ema": params(trainer.ema.module),
                     "losses": trainer.last_losses, "metrics": trainer.metrics, "world": info.world_size,
                     "indices": list(parts.loader.sampler), "steps": trainer.step}, tmp / f"out{rank}.pt")
+        barrier()  # no rank tears gloo down while the other still has work in flight (SIGABRT seen once)
     finally:
         cleanup_distributed()
 

@@ -147,3 +147,11 @@ def to_float(value: Any, where: str) -> float:
     if out != out or out in (float("inf"), float("-inf")):
         raise DataError(f"{where}: expected a finite number, got {value!r}")
     return out
+
+
+def read_label_text(path: Path) -> str:
+    """A text label file's content; ``DataError`` naming the file when it cannot be read or decoded."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read label file ({e})") from None

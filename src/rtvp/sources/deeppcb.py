@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rtvp.errors import ConfigError, DataError
-from rtvp.sources._common import abspath, make_record, parse_guarded, parse_options, to_float
+from rtvp.sources._common import abspath, make_record, parse_guarded, parse_options, read_label_text, to_float
 from rtvp.sources.base import SOURCES
 from rtvp.structures import BoxAnnotation, ImageRecord
 
@@ -47,10 +47,7 @@ class DeepPCBOptions:
 
 def parse_label_file(path: Path) -> list[BoxAnnotation]:
     """Parse one DeepPCB label file; ``DataError`` naming ``path:line`` on a malformed line or unknown type id."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read label file ({e})") from None
+    text = read_label_text(path)
     boxes = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

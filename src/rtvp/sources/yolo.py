@@ -31,6 +31,7 @@ from rtvp.sources._common import (
     make_record,
     parse_guarded,
     parse_options,
+    read_label_text,
     require_dir,
     to_float,
 )
@@ -63,10 +64,7 @@ class YOLOOptions:
 
 def parse_label_file(path: Path, width: int, height: int, names: list[str] | None) -> list[BoxAnnotation]:
     """Parse one YOLO label file into pixel boxes; ``DataError`` naming ``path:line`` when malformed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read label file ({e})") from None
+    text = read_label_text(path)
     boxes = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()

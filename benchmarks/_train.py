@@ -178,12 +178,16 @@ def subset_for(runs_root: Path, bench: Path, fraction: float, seed: int = 0) -> 
 # ---------------------------------------------------------------------------------------------------------- training
 def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "both", expert_weights: Path | None = None,
                 model: dict[str, Any] | None = None, train: dict[str, Any] | None = None, device: str = "auto"):
-    """A ``TrainConfig`` for one cell: evaluation off during training (the scripts evaluate ``best.pt`` = last)."""
+    """A ``TrainConfig`` for one cell: evaluation off during training (the scripts evaluate ``best.pt`` = last).
+
+    ``stage="expert"`` trains stage 1 alone for ``budget.expert_epochs`` (a one-stage run trains ``cfg.epochs``).
+    """
     from rtvp.config import apply_overrides
     from rtvp.engine.config import TrainConfig
 
+    epochs = budget.expert_epochs if stage == "expert" else budget.epochs
     cfg = TrainConfig(data=Path(bench), protocol=protocol, stage=stage, expert_weights=expert_weights,
-                      epochs=budget.epochs, expert_epochs=budget.expert_epochs, batch=budget.batch,
+                      epochs=epochs, expert_epochs=budget.expert_epochs, batch=budget.batch,
                       imgsz=budget.imgsz, workers=budget.workers, device=device, val_period=0, patience=0,
                       tensorboard=False, plots=False)
     sets = [f"model.scale={budget.scale}"]

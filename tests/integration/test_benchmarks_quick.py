@@ -165,3 +165,16 @@ def test_quick_heavy_scripts(work: Path) -> None:
     assert closed_vs_yolov8.main([*_argv(work), *extra]) == 0
     models = [r["Model"] for r in _csv(work, "closed_vs_yolov8", "closed_synth")]
     assert "rtvpnet-tiny (stage 1 + 2)" in models
+
+
+def test_make_config_stage_epochs(tmp_path: Path) -> None:
+    """A stage-1-only config trains ``expert_epochs``; stage 2 alone and both stages train ``epochs`` after it."""
+    from _train import Budget, make_config
+
+    budget = Budget(epochs=4, expert_epochs=16)
+    expert = make_config(tmp_path, "closed", budget, stage="expert")
+    full = make_config(tmp_path, "closed", budget, stage="full")
+    both = make_config(tmp_path, "closed", budget)
+    assert (expert.stage, expert.epochs) == ("expert", 16)
+    assert (full.stage, full.epochs) == ("full", 4)
+    assert (both.epochs, both.expert_epochs) == (4, 16)

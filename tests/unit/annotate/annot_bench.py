@@ -6,11 +6,9 @@ steel" (red), "hole on steel" (green, unseen), "spot on wood" (blue). 64x64 RGB 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -20,17 +18,10 @@ from rtvp.config import to_dict
 from rtvp.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from rtvp.models import ExpertDetector, ModelConfig, build_model
 from rtvp.models.text import build_text_encoder
+from toybench import STEEL_WOOD, annotation, render_colored, standard_splits, write_rgb, write_splits
 
-CATEGORIES = [
-    {"id": 1, "name": "scratch on steel", "defect": "scratch", "scene": "steel", "supercategory": "metal",
-     "text": "scratch on steel", "aliases": [], "split": "seen"},
-    {"id": 2, "name": "hole on steel", "defect": "hole", "scene": "steel", "supercategory": "metal",
-     "text": "hole on steel", "aliases": [], "split": "unseen"},
-    {"id": 3, "name": "spot on wood", "defect": "spot", "scene": "wood", "supercategory": "wood",
-     "text": "spot on wood", "aliases": [], "split": "seen"},
-]
+CATEGORIES = STEEL_WOOD
 TEXTS = [c["text"] for c in CATEGORIES]
-COLORS = {1: (255, 40, 40), 2: (40, 255, 40), 3: (40, 40, 255)}
 SIZE = 64
 VAL = {13, 14, 15, 16}
 
@@ -53,30 +44,12 @@ def write_bench(root: Path, n: int = 16) -> Path:
     images, anns = [], []
     for iid in range(1, n + 1):
         scene, objs = layout(iid)
-        img = np.random.default_rng(iid).integers(0, 50, (SIZE, SIZE, 3), dtype=np.uint8)
-        for cat, (x1, y1, x2, y2) in objs:
-            img[y1:y2, x1:x2] = COLORS[cat]
         file = f"images/toy/{iid:03d}.png"
-        (root / file).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / file), img[:, :, ::-1])
+        write_rgb(root / file, render_colored(iid, SIZE, objs))
         images.append({"id": iid, "file_name": file, "width": SIZE, "height": SIZE, "source": "toy", "scene": scene,
                        "sha1": f"{iid:040d}", "channels": 3, "group": iid})
-        for cat, (x1, y1, x2, y2) in objs:
-            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cat,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-                         "segmentation": [], "attributes": {"location": "center", "size": "small",
-                                                            "morphology": "irregular"}})
-    unseen = {a["image_id"] for a in anns if a["category_id"] == 2}
-    ids = {i["id"] for i in images}
-    splits = {"closed_train": (ids - VAL, lambda a: True), "closed_val": (VAL, lambda a: True),
-              "open_train": (ids - VAL - unseen, lambda a: a["category_id"] != 2),
-              "open_val": (unseen | VAL, lambda a: True)}
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for name, (keep_ids, keep) in splits.items():
-        coco = {"info": {"split": name}, "categories": CATEGORIES,
-                "images": [i for i in images if i["id"] in keep_ids],
-                "annotations": [a for a in anns if a["image_id"] in keep_ids and keep(a)]}
-        (root / "annotations" / f"{name}.json").write_text(json.dumps(coco))
+        anns += [annotation(len(anns) + 1 + k, iid, cat, box) for k, (cat, box) in enumerate(objs)]
+    write_splits(root, CATEGORIES, images, anns, standard_splits(range(1, n + 1), anns, VAL, {2}))
     meta = {"name": "toy", "version": "1", "categories": CATEGORIES, "output": {"images": "link"}}
     (root / "benchmark.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return root

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-CATEGORIES = [
-    {"id": 1, "name": "scratch on steel", "defect": "scratch", "scene": "steel", "supercategory": "metal",
-     "text": "scratch on steel", "aliases": [], "split": "seen"},
-    {"id": 2, "name": "hole on steel", "defect": "hole", "scene": "steel", "supercategory": "metal",
-     "text": "hole on steel", "aliases": [], "split": "unseen"},
-    {"id": 3, "name": "crack on steel", "defect": "crack", "scene": "steel", "supercategory": "metal",
-     "text": "crack on steel", "aliases": [], "split": "seen"},
-    {"id": 4, "name": "short on pcb", "defect": "short", "scene": "pcb", "supercategory": "electronics",
-     "text": "short on pcb", "aliases": [], "split": "seen"},
-]
+from toybench import annotation, category, write_rgb, write_splits
+
+CATEGORIES = [category(1, "scratch", "steel", "metal"), category(2, "hole", "steel", "metal", "unseen"),
+              category(3, "crack", "steel", "metal"), category(4, "short", "pcb", "electronics")]
 
 # (id, file, width, height, scene, channels, [(category_id, (x1, y1, x2, y2), polygon?)])
 IMAGES = [
@@ -40,14 +32,6 @@ def render(w: int, h: int, c: int, rects: list[tuple[float, ...]], seed: int) ->
     return img
 
 
-def _annotation(aid: int, image_id: int, cat: int, box: tuple[float, ...], poly: bool) -> dict:
-    x1, y1, x2, y2 = box
-    seg = [[x1, y1, x2, y1, x2, y2, x1, y2]] if poly else []
-    return {"id": aid, "image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "area": (x2 - x1) * (y2 - y1), "iscrowd": 0, "segmentation": seg,
-            "attributes": {"location": "center", "size": "small", "morphology": "round"}}
-
-
 def write_bench(root: Path, npy_channels: int | None = None) -> Path:
     """Write the 6-image benchmark; ``npy_channels`` stores every image as an ``(H, W, n)`` ``.npy`` instead."""
     images, anns = [], []
@@ -56,29 +40,23 @@ def write_bench(root: Path, npy_channels: int | None = None) -> Path:
         if npy_channels:
             file = file.replace(".png", ".npy")
         img = render(w, h, c, [o[1] for o in objs], seed=iid)
-        path = root / file
-        path.parent.mkdir(parents=True, exist_ok=True)
         if npy_channels:
-            np.save(path, img)
+            (root / file).parent.mkdir(parents=True, exist_ok=True)
+            np.save(root / file, img)
         else:
-            cv2.imwrite(str(path), img[:, :, 0] if c == 1 else img[:, :, ::-1])
+            write_rgb(root / file, img[:, :, 0] if c == 1 else img)
         images.append({"id": iid, "file_name": file, "width": w, "height": h, "source": scene, "scene": scene,
                        "sha1": "0" * 40, "channels": c})
-        for cat, box, poly in objs:
-            anns.append((iid, _annotation(len(anns) + 1, iid, cat, box, poly)))
-    has_unseen = {iid for iid, a in anns if a["category_id"] in UNSEEN}
-    splits = {
-        "closed_train": ({i["id"] for i in images}, None),
+        anns += [annotation(len(anns) + 1 + k, iid, cat, box, morphology="round", polygon=poly)
+                 for k, (cat, box, poly) in enumerate(objs)]
+    ids = {i["id"] for i in images}
+    has_unseen = {a["image_id"] for a in anns if a["category_id"] in UNSEEN}
+    write_splits(root, CATEGORIES, images, anns, {  # closed_train holds every image here (val included)
+        "closed_train": (ids, None),
         "closed_val": ({2, 6}, None),
-        "open_train": ({i["id"] for i in images} - has_unseen, lambda a: a["category_id"] not in UNSEEN),
+        "open_train": (ids - has_unseen, lambda a: a["category_id"] not in UNSEEN),
         "open_val": (has_unseen, None),
-    }
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for name, (ids, keep) in splits.items():
-        coco = {"images": [i for i in images if i["id"] in ids],
-                "annotations": [a for iid, a in anns if iid in ids and (keep is None or keep(a))],
-                "categories": CATEGORIES}
-        (root / "annotations" / f"{name}.json").write_text(json.dumps(coco))
+    })
     return root
 
 

@@ -6,21 +6,11 @@ Three classes drawn as solid rectangles of a class-specific colour on dark noise
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import cv2
-import numpy as np
+from toybench import STEEL_WOOD, annotation, render_colored, standard_splits, write_rgb, write_splits
 
-CATEGORIES = [
-    {"id": 1, "name": "scratch on steel", "defect": "scratch", "scene": "steel", "supercategory": "metal",
-     "text": "scratch on steel", "aliases": [], "split": "seen"},
-    {"id": 2, "name": "hole on steel", "defect": "hole", "scene": "steel", "supercategory": "metal",
-     "text": "hole on steel", "aliases": [], "split": "unseen"},
-    {"id": 3, "name": "spot on wood", "defect": "spot", "scene": "wood", "supercategory": "wood",
-     "text": "spot on wood", "aliases": [], "split": "seen"},
-]
-COLORS = {1: (255, 40, 40), 2: (40, 255, 40), 3: (40, 40, 255)}  # RGB
+CATEGORIES = STEEL_WOOD
 # (id, [(category_id, (x1, y1, x2, y2))])
 IMAGES = [
     (1, [(1, (8, 8, 30, 24))]),
@@ -42,30 +32,10 @@ def write_bench(root: Path) -> Path:
     """Write images and the four annotation files under ``root``; returns ``root``."""
     images, anns = [], []
     for iid, objs in IMAGES:
-        img = np.random.default_rng(iid).integers(0, 50, (SIZE, SIZE, 3), dtype=np.uint8)
-        for cat, (x1, y1, x2, y2) in objs:
-            img[y1:y2, x1:x2] = COLORS[cat]
         file = f"images/toy/{iid:03d}.png"
-        (root / file).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(root / file), img[:, :, ::-1])
+        write_rgb(root / file, render_colored(iid, SIZE, objs))
         images.append({"id": iid, "file_name": file, "width": SIZE, "height": SIZE, "source": "toy",
                        "scene": "steel", "sha1": f"{iid:040d}", "channels": 3})
-        for cat, (x1, y1, x2, y2) in objs:
-            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": cat,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-                         "segmentation": [], "attributes": {"location": "center", "size": "small",
-                                                            "morphology": "irregular"}})
-    unseen_imgs = {a["image_id"] for a in anns if a["category_id"] == 2}
-    all_ids = {i["id"] for i in images}
-    splits = {
-        "closed_train": (all_ids - CLOSED_VAL, lambda a: True),
-        "closed_val": (CLOSED_VAL, lambda a: True),
-        "open_train": (all_ids - CLOSED_VAL - unseen_imgs, lambda a: a["category_id"] != 2),
-        "open_val": (unseen_imgs | CLOSED_VAL, lambda a: True),
-    }
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for name, (ids, keep) in splits.items():
-        coco = {"images": [i for i in images if i["id"] in ids],
-                "annotations": [a for a in anns if a["image_id"] in ids and keep(a)], "categories": CATEGORIES}
-        (root / "annotations" / f"{name}.json").write_text(json.dumps(coco))
+        anns += [annotation(len(anns) + 1 + k, iid, cat, box) for k, (cat, box) in enumerate(objs)]
+    write_splits(root, CATEGORIES, images, anns, standard_splits([i for i, _ in IMAGES], anns, CLOSED_VAL, {2}))
     return root

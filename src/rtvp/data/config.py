@@ -13,16 +13,10 @@ from rtvp.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Data pipeline settings.
+class AugmentConfig:
+    """Training augmentations (the ``augment`` section of ``rtvp train``'s config; ``DataConfig`` extends it).
 
     Attributes:
-        imgsz: square network input side in pixels (letterbox target).
-        channels: ``3`` -> RGB (grayscale replicated), ``1`` -> luminance, ``None`` -> as stored (every image of
-            the benchmark must then have the same channel count).
-        vocab: ``"all"`` -> every allowed class in fixed order; ``"sampled"`` -> per-batch vocabulary of the
-            classes present plus random allowed negatives.
-        vocab_size: vocabulary slots ``K`` (``0`` -> the number of allowed classes); padded with ``-1``.
         mosaic: probability of a 4-image mosaic (training only).
         mosaic_stop_epoch: from this epoch on mosaic is off (the "close mosaic" phase); ``None`` -> never.
         flip: probability of a horizontal flip.
@@ -35,10 +29,6 @@ class DataConfig:
         cache: decode and resize every image once at start-up and keep it in RAM (shared with forked workers).
     """
 
-    imgsz: int = 640
-    channels: int | None = 3
-    vocab: Literal["all", "sampled"] = "all"
-    vocab_size: int = 0
     mosaic: float = 1.0
     mosaic_stop_epoch: int | None = None
     flip: float = 0.5
@@ -47,6 +37,28 @@ class DataConfig:
     affine: tuple[float, float, float, float] = (0.0, 0.1, 0.5, 0.0)
     copy_paste: float = 0.2
     cache: bool = False
+
+    def __post_init__(self) -> None:
+        validate_augment(self, "augment")
+
+
+@dataclass(frozen=True)
+class DataConfig(AugmentConfig):
+    """Data pipeline settings: the augmentations of :class:`AugmentConfig` plus what every split needs.
+
+    Attributes:
+        imgsz: square network input side in pixels (letterbox target).
+        channels: ``3`` -> RGB (grayscale replicated), ``1`` -> luminance, ``None`` -> as stored (every image of
+            the benchmark must then have the same channel count).
+        vocab: ``"all"`` -> every allowed class in fixed order; ``"sampled"`` -> per-batch vocabulary of the
+            classes present plus random allowed negatives.
+        vocab_size: vocabulary slots ``K`` (``0`` -> the number of allowed classes); padded with ``-1``.
+    """
+
+    imgsz: int = 640
+    channels: int | None = 3
+    vocab: Literal["all", "sampled"] = "all"
+    vocab_size: int = 0
 
     def __post_init__(self) -> None:
         validate(self)
@@ -62,14 +74,20 @@ def validate(cfg: DataConfig) -> None:
         raise ConfigError(f"data.vocab={cfg.vocab!r}: must be 'all' or 'sampled'")
     if cfg.vocab_size < 0:
         raise ConfigError(f"data.vocab_size={cfg.vocab_size}: must be >= 0 (0 = number of allowed classes)")
+    validate_augment(cfg, "data")
+
+
+def validate_augment(cfg: AugmentConfig, section: str) -> None:
+    """Raise ``ConfigError`` naming ``<section>.<field>`` when an augmentation setting is out of range."""
     for name in ("mosaic", "flip", "flipud", "copy_paste"):
         p = getattr(cfg, name)
         if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"data.{name}={p}: a probability must lie in [0, 1]")
+            raise ConfigError(f"{section}.{name}={p}: a probability must lie in [0, 1]")
     if len(cfg.hsv) != 3 or any(g < 0 for g in cfg.hsv):
-        raise ConfigError(f"data.hsv={cfg.hsv}: expected three non-negative gains (h, s, v)")
+        raise ConfigError(f"{section}.hsv={cfg.hsv}: expected three non-negative gains (h, s, v)")
     if len(cfg.affine) != 4 or any(v < 0 for v in cfg.affine):
-        raise ConfigError(f"data.affine={cfg.affine}: expected non-negative (degrees, translate, scale, shear)")
+        raise ConfigError(f"{section}.affine={cfg.affine}: expected non-negative (degrees, translate, scale, shear)")
     degrees, translate, scale, shear = cfg.affine
     if translate > 0.5 or scale >= 1.0 or shear >= 45 or degrees > 180:
-        raise ConfigError(f"data.affine={cfg.affine}: need translate <= 0.5, scale < 1, shear < 45, degrees <= 180")
+        raise ConfigError(f"{section}.affine={cfg.affine}: need translate <= 0.5, scale < 1, shear < 45, "
+                          "degrees <= 180")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from rtvp.data.config import AugmentConfig
 from rtvp.errors import ConfigError
 from rtvp.models.config import ModelConfig
 from rtvp.models.scales import SCALES
@@ -28,31 +29,6 @@ def parse_model_name(name: str) -> tuple[str, str]:
         valid = [f"{a}-{s}" for a in ARCHS for s in SCALES.names()]
         raise ConfigError(f"unknown model '{name}'; choose one of {valid}")
     return arch, scale
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentations handed to the dataset (same meaning and defaults as ``rtvp.data.DataConfig``).
-
-    Attributes:
-        mosaic: probability of a 4-image mosaic.
-        mosaic_stop_epoch: epoch from which mosaic is off ("close mosaic"); ``None`` keeps it on.
-        flip: probability of a horizontal flip.
-        flipud: probability of a vertical flip.
-        hsv: ``(h, s, v)`` colour-jitter gains.
-        affine: ``(degrees, translate, scale, shear)`` of the random affine.
-        copy_paste: probability of pasting real defect instances.
-        cache: keep decoded, resized images in RAM.
-    """
-
-    mosaic: float = 1.0
-    mosaic_stop_epoch: int | None = None
-    flip: float = 0.5
-    flipud: float = 0.0
-    hsv: tuple[float, float, float] = (0.015, 0.7, 0.4)
-    affine: tuple[float, float, float, float] = (0.0, 0.1, 0.5, 0.0)
-    copy_paste: float = 0.2
-    cache: bool = False
 
 
 @dataclass(frozen=True)

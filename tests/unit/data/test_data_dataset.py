@@ -102,6 +102,20 @@ def test_data_config_matches_dataset_defaults(bench):
         DetectionDataset(bench, "closed_train", imgsz=64, flip=1.5)
 
 
+def test_train_config_augment_section_is_the_data_one(tmp_path):
+    """``rtvp train``'s ``augment`` section is ``rtvp.data.AugmentConfig`` (one definition) and validates itself."""
+    from rtvp.config import apply_overrides
+    from rtvp.data import AugmentConfig
+    from rtvp.engine.config import TrainConfig
+
+    cfg = apply_overrides(TrainConfig(data=tmp_path), ["augment.mosaic=0.25", "augment.affine=[0, 0.2, 0.3, 0]"])
+    assert type(cfg.augment) is AugmentConfig
+    assert (cfg.augment.mosaic, cfg.augment.affine) == (0.25, (0.0, 0.2, 0.3, 0.0))
+    assert {f.name for f in dataclasses.fields(AugmentConfig)} < {f.name for f in dataclasses.fields(DataConfig)}
+    with pytest.raises(ConfigError, match=r"augment\.copy_paste=2"):
+        apply_overrides(TrainConfig(data=tmp_path), ["augment.copy_paste=2"])
+
+
 def test_bad_arguments(bench):
     with pytest.raises(ConfigError, match="protocol"):
         DetectionDataset(bench, "closed_train", "generalized", imgsz=64)

@@ -197,3 +197,26 @@ def test_trainable_encoder_gets_gradients_everywhere():
     enc(torch.rand(2, 3, 64, 96)).pow(2).mean().backward()
     no_grad = [n for n, p in enc.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert no_grad == []
+
+
+def test_window_attention_matches_explicit_relative_bias_math():
+    """Attention == softmax(q k^T / sqrt(d) + B) v with B[h, i, j] = biases[h, |dy| w + |dx|], written out by loops."""
+    from rtvp.models.tinyvit import Attention
+
+    torch.manual_seed(0)
+    w, heads, dim = 3, 2, 8
+    attn = Attention(dim, heads, w).eval()
+    with torch.no_grad():
+        attn.attention_biases.normal_()
+    x = torch.randn(2, w * w, dim)
+    qkv = attn.qkv(attn.norm(x)).view(2, w * w, heads, 3 * (dim // heads)).transpose(1, 2)
+    q, k, v = qkv.split(dim // heads, dim=-1)
+    bias = torch.zeros(heads, w * w, w * w)
+    for h in range(heads):
+        for i in range(w * w):
+            for j in range(w * w):
+                dy, dx = abs(i // w - j // w), abs(i % w - j % w)
+                bias[h, i, j] = attn.attention_biases[h, dy * w + dx]
+    scores = (q @ k.transpose(-1, -2)) / (dim // heads) ** 0.5 + bias
+    expected = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, w * w, dim))
+    torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -85,13 +84,10 @@ def budget_from_args(args: Any) -> Budget:
 
 
 def setup_logging() -> None:
-    """Show the trainer's per-epoch summaries (logger ``rtvp``) on stderr."""
-    log = logging.getLogger("rtvp")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("  %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    """Show the trainer's per-epoch summaries (indented under the cell headers) and the no-SAM warning once."""
+    from rtvp.engine.loggers import console_logging
+
+    console_logging(indent="  ")
     warnings.filterwarnings("once", message="no sam_weights given")
 
 

@@ -99,10 +99,11 @@ def quality(
     if noise_bench is not None:
         from dataclasses import replace
 
-        from rtvp.cli.train import _setup_logging, build_config
+        from rtvp.cli.train import build_config
         from rtvp.engine.label_noise import noise_robustness
+        from rtvp.engine.loggers import console_logging
 
-        _setup_logging()
+        console_logging()
 
         cfg = build_config(config, list(overrides), model=model, epochs=epochs, imgsz=imgsz, batch=batch,
                            device=device, workers=workers)
@@ -190,11 +191,11 @@ def autolabel(
     overrides: list[str] = typer.Option([], "--set", help="TrainConfig override key=value, e.g. model.sam=false."),
 ) -> None:
     """Auto-annotate the unlabelled images with two detectors; agreed boxes -> new benchmark, the rest -> review."""
-    from rtvp.cli.train import _setup_logging
     from rtvp.engine.autolabel import AutolabelConfig
     from rtvp.engine.autolabel import autolabel as run
+    from rtvp.engine.loggers import console_logging
 
-    _setup_logging()
+    console_logging()
     cfg = AutolabelConfig(labeled_fraction=labeled_fraction,
                           labeled_ids=_labeled_ids(labeled_ids) if labeled_ids is not None else None, iou=iou,
                           min_iou=min_iou, conf=conf, seed=seed, weights_ov=weights_ov, weights_expert=weights_expert,

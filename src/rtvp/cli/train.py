@@ -43,15 +43,6 @@ def resume_config(run: Path, device: str | None, workers: int | None):
     raise CheckpointError(f"--resume: no run in {run} (config.yaml not found); check --out / --name")
 
 
-def _setup_logging() -> None:
-    log = logging.getLogger("rtvp")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
 def train(
     data: Path | None = typer.Option(None, "--data", help="Benchmark folder (built with `rtvp data build`)."),
     protocol: str | None = typer.Option(None, "--protocol", help="closed | open"),
@@ -69,10 +60,11 @@ def train(
 ) -> None:
     """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone."""
     from rtvp.engine.distributed import cleanup_distributed, get_dist_info
+    from rtvp.engine.loggers import console_logging
     from rtvp.engine.stages import train as train_stages
     from rtvp.engine.validation import make_eval_factory
 
-    _setup_logging()
+    console_logging()
     if resume:
         from rtvp.engine.config import TrainConfig
 

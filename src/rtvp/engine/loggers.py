@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import sys
 import time
@@ -12,6 +13,16 @@ from typing import Any
 
 from rtvp.config import atomic_write_text
 from rtvp.engine.hooks import LOGGER, HookBase
+
+
+def console_logging(indent: str = "") -> None:
+    """Show rtvp's INFO messages (loggers ``rtvp.*``: per-epoch summaries, warnings) on stderr, once per process."""
+    log = logging.getLogger("rtvp")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"{indent}%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:

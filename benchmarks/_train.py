@@ -199,6 +199,8 @@ def run_key(cfg: Any) -> str:
     from rtvp.config import to_dict
 
     data = to_dict(dataclasses.replace(cfg, out=None, name="exp", workers=0, device="auto"))
+    if cfg.stage == "expert" or not cfg.expert_head_init:  # stage 1 ignores it; False is what runs did before it
+        data.pop("expert_head_init")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 

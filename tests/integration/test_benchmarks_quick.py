@@ -178,3 +178,19 @@ def test_make_config_stage_epochs(tmp_path: Path) -> None:
     assert (expert.stage, expert.epochs) == ("expert", 16)
     assert (full.stage, full.epochs) == ("full", 4)
     assert (both.epochs, both.expert_epochs) == (4, 16)
+
+
+def test_run_key_ignores_expert_head_init_where_it_changes_nothing(tmp_path: Path) -> None:
+    """Stage-1 keys do not depend on expert_head_init, and ``False`` keeps the keys runs had before the option."""
+    import dataclasses
+
+    from _train import Budget, make_config, run_key
+
+    (tmp_path / "annotations").mkdir()
+    for split in ("closed_train", "closed_val", "open_train", "open_val"):
+        (tmp_path / "annotations" / f"{split}.json").write_text("{}")
+    budget = Budget(epochs=2, expert_epochs=3)
+    expert, full = (make_config(tmp_path, "closed", budget, stage=s) for s in ("expert", "full"))
+    off = dataclasses.replace(full, expert_head_init=False)
+    assert run_key(expert) == run_key(dataclasses.replace(expert, expert_head_init=False))
+    assert run_key(full) != run_key(off)

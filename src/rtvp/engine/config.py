@@ -44,6 +44,9 @@ class TrainConfig:
             "expert") when ``arch`` is "expert".
         expert_epochs: epochs of stage 1 (expert pre-training on seen classes).
         expert_weights: a stage-1 checkpoint to start stage 2 from (skips stage 1 when stage is "full").
+        expert_head_init: start stage 2's embedding branch from the expert's class branch and the class texts
+            (``RTVPNet.load_expert(..., class_text=...)``), so stage 2 begins ranking classes as the expert does
+            instead of from a random classifier; ``false`` keeps the random embedding branch.
         epochs: epochs of the trained stage (stage 2 when stage is "both").
         batch: global batch size (split over DDP ranks).
         imgsz: training/eval image size (letterboxed square side, multiple of 32).
@@ -85,6 +88,7 @@ class TrainConfig:
     stage: Literal["expert", "full", "both"] = "both"
     expert_epochs: int = 10
     expert_weights: Path | None = None
+    expert_head_init: bool = True
     epochs: int = 100
     batch: int = 16
     imgsz: int = 640

@@ -91,13 +91,14 @@ def expert_parts(cfg: TrainConfig, make_eval: EvalFactory | None, dist: DistInfo
                       eval_fn=eval_fn, meta=meta)
 
 
-def load_expert_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Stage-1 weights (EMA when present) from an expert checkpoint."""
+def load_expert_weights(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Stage-1 weights (EMA when present) and class texts (logit order) from an expert checkpoint."""
     ckpt = load_checkpoint(path)
     if ckpt.get("arch") != "expert":
         raise CheckpointError(f"{path}: expected a stage-1 expert checkpoint (arch 'expert'), got arch "
                               f"{ckpt.get('arch')!r}")
-    return ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    state = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    return state, [str(t) for t in ckpt.get("vocabulary") or []]
 
 
 def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Path | None,
@@ -107,7 +108,9 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
     table = class_text_table(cfg, ds.class_texts, dist)
     model = build_model(cfg.model, text_dim=table.shape[1])
     if expert_ckpt is not None:
-        copied = model.load_expert(load_expert_weights(Path(expert_ckpt)))
+        state, expert_vocab = load_expert_weights(Path(expert_ckpt))
+        class_text = class_text_table(cfg, expert_vocab, dist) if cfg.expert_head_init and expert_vocab else None
+        copied = model.load_expert(state, class_text=class_text)
         if dist.is_main:
             LOGGER.info("stage 2 starts from the expert in %s (%s tensors copied)", expert_ckpt, copied)
     elif dist.is_main:

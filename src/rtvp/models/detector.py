@@ -31,7 +31,7 @@ from rtvp.errors import CheckpointError
 from rtvp.models.config import ModelConfig
 from rtvp.models.decode import make_anchors
 from rtvp.models.expert import STRIDES, Expert, check_input, is_attention_param
-from rtvp.models.head import TextHead
+from rtvp.models.head import DetectHead, TextHead
 from rtvp.models.interaction import VisualTextUpdate, expand_mask
 from rtvp.models.outputs import RawOutputs
 from rtvp.models.projection import SAM_DIM, DomainProjection
@@ -118,14 +118,21 @@ class RTVPNet(nn.Module):
                 groups["other"].append(p)
         return groups
 
-    def load_expert(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    def load_expert(self, state_dict: Mapping[str, torch.Tensor],
+                    class_text: torch.Tensor | None = None) -> dict[str, int]:
         """Copy stage-1 expert weights (``ExpertDetector.state_dict()``, or a bare ``Expert`` state dict).
 
         The expert's backbone + neck load strictly (only the T->V extras may be missing); the closed-set head's box
-        branch is copied into this head's box branch (same architecture); its class branch is ignored.
+        branch is copied into this head's box branch (same architecture). With ``class_text`` the class branch
+        also seeds the embedding branch (:meth:`TextHead.init_from_classifier`), so that at the start of stage 2
+        the contrastive logits rank the classes as the expert did; without it the class branch is ignored.
+
+        Args:
+            state_dict: the expert's weights.
+            class_text: ``(nc, Dt)`` text-encoder embeddings of the expert's classes, in its logit order.
 
         Returns:
-            Number of tensors copied: ``{"expert": n, "box": m}``.
+            Number of tensors copied and levels seeded: ``{"expert": n, "box": m, "cls": levels}``.
 
         Raises:
             CheckpointError: unexpected or missing expert keys, or shape mismatches (another scale/in_channels).
@@ -160,7 +167,26 @@ class RTVPNet(nn.Module):
                 for k, v in box_sd.items():
                     box_own[k].copy_(v)
                 copied = len(box_sd)
-        return {"expert": len(expert_sd), "box": copied}
+        levels = self._seed_embed_branch(state_dict, class_text) if class_text is not None else 0
+        return {"expert": len(expert_sd), "box": copied, "cls": levels}
+
+    def _seed_embed_branch(self, state_dict: Mapping[str, torch.Tensor], class_text: torch.Tensor) -> int:
+        """Seed the embedding branch from the expert's class branch (``head.cls.*``); 0 when there is none."""
+        cls_sd = {k.removeprefix("head."): v for k, v in state_dict.items() if k.startswith("head.cls.")}
+        if "cls.0.2.weight" not in cls_sd:
+            return 0
+        nc = cls_sd["cls.0.2.weight"].shape[0]
+        if class_text.shape != (nc, self.text_dim):
+            raise ValueError(f"class_text must be ({nc}, {self.text_dim}) for this expert (one row per class), got "
+                             f"{tuple(class_text.shape)}")
+        channels = tuple(b[0].conv.in_channels for b in self.head.box)
+        expert_head = DetectHead(channels, nc, self.cfg.reg_max)
+        if any(cls_sd[k].shape != v.shape for k, v in expert_head.state_dict().items() if k in cls_sd):
+            return 0
+        expert_head.load_state_dict({**expert_head.state_dict(), **cls_sd})
+        with torch.no_grad():
+            prompts = F.normalize(self.text_proj(class_text.to(self.text_proj.weight)), dim=-1)
+        return self.head.init_from_classifier(expert_head.cls, prompts)
 
     # ---------------------------------------------------------------- forward
     def sam_features(self, images: torch.Tensor) -> torch.Tensor:

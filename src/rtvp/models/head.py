@@ -110,3 +110,46 @@ class TextHead(nn.Module):
         if mask is not None:
             logit = logit.masked_fill(~mask.unsqueeze(1), MASK_FILL)
         return torch.cat(boxes, 2).transpose(1, 2), logit, torch.cat(embeds, 2).transpose(1, 2)
+
+    @torch.no_grad()
+    def init_from_classifier(self, cls: nn.ModuleList, prompts: torch.Tensor) -> int:
+        """Start the embedding branch as a closed-set class branch (a stage-1 expert's) for the given prompts.
+
+        Per level, with ``c_e`` the class branch's width and ``c3 >= c_e`` this branch's: the class branch's two 3x3
+        convs fill the first ``c_e`` channels (the other channels keep their init and get zero weights into those
+        ``c_e``), and the final 1x1 conv becomes ``W = T^+ W_c``, ``b = T^+ b_c`` (``T`` the ``(nc, D)`` prompts,
+        ``T^+`` its pseudo-inverse), so the raw embedding satisfies ``T e = z``: its dot product with prompt ``k`` is
+        the expert's logit ``z_k``. After the L2 normalisation the logit is ``alpha * z_k / |e| + beta``: the class
+        ranking at every anchor is the expert's, and stage 2 starts from the expert's detector instead of a random
+        classifier (which took ~3 epochs to recover on DeepPCB).
+
+        Args:
+            cls: the expert's class branch (``DetectHead.cls``), one ``Sequential(Conv, Conv, Conv2d)`` per level.
+            prompts: ``(nc, D)`` L2-normalised prompt embeddings in the order of the expert's logit columns.
+
+        Returns:
+            Number of levels initialised (0 when the widths or the level count do not fit).
+        """
+        if len(cls) != len(self.embed) or any(c[2].out_channels != prompts.shape[0] for c in cls):
+            return 0
+        if any(c[0].conv.out_channels > e[0].conv.out_channels for c, e in zip(cls, self.embed, strict=True)):
+            return 0
+        pinv = torch.linalg.pinv(prompts.float())  # (D, nc)
+        for src, dst in zip(cls, self.embed, strict=True):
+            ce = src[0].conv.out_channels
+            _copy_conv_rows(src[0], dst[0], ce)
+            _copy_conv_rows(src[1], dst[1], ce)
+            dst[1].conv.weight[:ce, ce:].zero_()  # the first c_e outputs see only the copied channels
+            last = dst[2]
+            last.weight.zero_()
+            last.weight[:, :ce] = (pinv @ src[2].weight.flatten(1)).view(-1, ce, 1, 1).to(last.weight.dtype)
+            last.bias.copy_(pinv @ src[2].bias.float())
+        return len(cls)
+
+
+def _copy_conv_rows(src: nn.Module, dst: nn.Module, rows: int) -> None:
+    """Copy ``src``'s conv weight and BatchNorm into the first ``rows`` output channels of ``dst`` (``Conv`` blocks)."""
+    cin = src.conv.weight.shape[1]
+    dst.conv.weight[:rows, :cin].copy_(src.conv.weight)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(dst.bn, name)[:rows].copy_(getattr(src.bn, name))

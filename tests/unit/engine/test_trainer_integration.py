@@ -98,6 +98,33 @@ def test_open_protocol_trains_on_seen_and_evaluates_unseen(bench, tmp_path):
     assert load_checkpoint(run / "weights" / "last.pt")["arch"] == "rtvpnet"
 
 
+def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
+    """expert_head_init: stage 2's first forward ranks the expert's (seen) classes exactly as the expert does."""
+    from rtvp.engine.distributed import DistInfo
+    from rtvp.engine.stages import full_parts
+    from rtvp.models import ExpertDetector
+
+    run = tmp_path / "expert"
+    _train("--data", str(bench), "--protocol", "open", "--model", "rtvpnet-tiny", "--epochs", "1", "--imgsz", "64",
+           "--out", str(run), "--batch", "4", "--workers", "0", "--device", "cpu", "--set", "stage=expert", *FAST)
+    ckpt = run / "weights" / "best.pt"
+    expert = load_checkpoint(ckpt)
+    det = ExpertDetector("tiny", 3, nc=expert["nc"]).eval()
+    det.load_state_dict(expert["ema"] if expert["ema"] is not None else expert["model"])
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z = det(x).logits
+    model_cfg = ModelConfig(scale="tiny", sam=False, edp=False, rvp=False, text_encoder="hash")
+    for init in (True, False):
+        cfg = TrainConfig(data=bench, protocol="open", stage="full", expert_weights=ckpt, imgsz=64, batch=4,
+                          workers=0, device="cpu", expert_head_init=init, model=model_cfg)
+        parts = full_parts(cfg, None, ckpt, DistInfo())
+        rows = [parts.meta["vocabulary"].index(t) for t in expert["vocabulary"]]  # the expert's logit order
+        with torch.no_grad():
+            logits = parts.model.eval()(x, parts.text_table[rows]).logits
+        assert torch.equal(logits.argmax(-1), z.argmax(-1)) is init
+
+
 class KillAt(HookBase):
     name = "kill"
 

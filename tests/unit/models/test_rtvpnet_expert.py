@@ -76,3 +76,54 @@ def test_load_expert_rejects_wrong_scale_or_channels():
         sd = ExpertDetector("tiny", 3, nc=5).state_dict()
         sd["expert.extra.weight"] = torch.zeros(1)
         model.load_expert(sd)
+
+
+def _expert_with_stats(nc: int, seed: int) -> ExpertDetector:
+    """A tiny expert with non-trivial weights and BatchNorm statistics (as after stage 1), in eval mode."""
+    torch.manual_seed(seed)
+    det = ExpertDetector("tiny", 3, nc=nc)
+    with torch.no_grad():
+        for m in det.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
+    return det.eval()
+
+
+@pytest.mark.parametrize("nc", [5, 20])
+def test_load_expert_seeds_the_embedding_branch_with_the_expert_classifier(nc):
+    """With class_text, <T_k, e_raw> equals the expert's logit z_k at every anchor: logit = alpha z_k / |T^+ z| + beta.
+
+    tiny: the expert's class branch is max(16, nc) wide (16 or 20 channels) inside the 80-wide embedding branch;
+    nc <= D = 32 (and nc <= Dt, the projected prompts' rank) makes T^+ exact.
+    """
+    from rtvp.models import ModelConfig, build_model
+
+    det = _expert_with_stats(nc, seed=4)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(scale="tiny", sam=False, edp=False, rvp=False, text_encoder="hash"), 24).eval()
+    class_text = text(nc, dim=24, seed=5)
+    assert model.load_expert(det.state_dict(), class_text=class_text)["cls"] == 3
+    x = images(2, seed=6)
+    with torch.no_grad():
+        z = det(x).logits  # (B, A, nc)
+        out = model(x, class_text)
+        prompts = torch.nn.functional.normalize(model.text_proj(class_text), dim=-1)
+    level = torch.cat([torch.full((h * w,), i) for i, (h, w) in enumerate(out.feat_shapes)])
+    alpha, beta = model.head.log_alpha.exp()[level], model.head.beta[level]
+    cos = (out.logits - beta[None, :, None]) / alpha[None, :, None]
+    norm = (z @ torch.linalg.pinv(prompts).T).norm(dim=-1, keepdim=True)  # |T^+ z| per anchor
+    torch.testing.assert_close(cos * norm, z, rtol=1e-3, atol=1e-3)
+    assert torch.equal(out.logits.argmax(-1), z.argmax(-1))
+
+
+def test_load_expert_class_text_errors_and_fallbacks():
+    det = _expert_with_stats(5, seed=4)
+    model = build(seed=0)
+    with pytest.raises(ValueError, match=r"class_text must be \(5, "):
+        model.load_expert(det.state_dict(), class_text=text(4))
+    before = model.head.embed.state_dict()
+    assert model.load_expert(det.expert.state_dict(), class_text=text(5))["cls"] == 0  # bare expert: no class branch
+    assert model.load_expert(det.state_dict())["cls"] == 0  # no class_text: the embedding branch is untouched
+    for k, v in model.head.embed.state_dict().items():
+        assert torch.equal(v, before[k]), k

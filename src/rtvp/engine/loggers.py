@@ -212,6 +212,8 @@ class ProgressHook(HookBase):
         self.enabled = enabled
         self.progress: Any = None
         self.task: Any = None
+        self.sums: dict[str, float] = {}
+        self.count = 0
 
     def before_train(self) -> None:
         """Create the bar (if enabled)."""
@@ -232,17 +234,22 @@ class ProgressHook(HookBase):
                                                completed=t.epoch_iter, losses="")
 
     def after_step(self) -> None:
-        """Advance and show the latest loss terms."""
+        """Advance and show the latest loss terms (the epoch summary shows their epoch means)."""
+        for k, v in self.trainer.last_losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
         if self.progress is not None and self.task is not None:
             losses = " ".join(f"{k} {v:.3g}" for k, v in self.trainer.last_losses.items())
             self.progress.update(self.task, advance=1, losses=losses)
 
     def after_epoch(self) -> None:
-        """Log the epoch summary."""
+        """Log the epoch summary: mean loss terms over the epoch's steps (as in results.csv), then the metrics."""
         t = self.trainer
+        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
         if not t.dist.is_main:
             return
-        losses = " ".join(f"{k} {v:.4g}" for k, v in t.last_losses.items())
+        losses = " ".join(f"{k} {v:.4g}" for k, v in means.items())
         metrics = ""
         if t.metrics_epoch == t.epoch:
             shown = {k: v for k, v in scalar_metrics(t.metrics).items() if k.startswith(("AP", "HM"))} or \

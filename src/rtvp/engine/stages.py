@@ -101,6 +101,19 @@ def load_expert_weights(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]
     return state, [str(t) for t in ckpt.get("vocabulary") or []]
 
 
+def expert_text_rows(cfg: TrainConfig, expert_vocab: list[str], texts: list[str], table: torch.Tensor,
+                     dist: DistInfo) -> torch.Tensor:
+    """``(nc, Dt)`` embeddings of the expert's classes, in its logit order.
+
+    Rows of ``table`` (the embeddings of ``texts``) when every class is among them, so nothing is encoded twice;
+    otherwise (an expert trained on another benchmark) the classes are encoded.
+    """
+    row = {t: i for i, t in enumerate(texts)}
+    if all(t in row for t in expert_vocab):
+        return table[[row[t] for t in expert_vocab]]
+    return class_text_table(cfg, expert_vocab, dist)
+
+
 def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Path | None,
                dist: DistInfo) -> TrainParts:
     """Stage 2: ``RTVPNet`` with the stage-1 expert, frozen class-text table and the coupling lr."""
@@ -109,7 +122,8 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
     model = build_model(cfg.model, text_dim=table.shape[1])
     if expert_ckpt is not None:
         state, expert_vocab = load_expert_weights(Path(expert_ckpt))
-        class_text = class_text_table(cfg, expert_vocab, dist) if cfg.expert_head_init and expert_vocab else None
+        class_text = expert_text_rows(cfg, expert_vocab, ds.class_texts, table, dist) \
+            if cfg.expert_head_init and expert_vocab else None
         copied = model.load_expert(state, class_text=class_text)
         if dist.is_main:
             LOGGER.info("stage 2 starts from the expert in %s (%s tensors copied)", expert_ckpt, copied)

@@ -125,6 +125,20 @@ def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
         assert torch.equal(logits.argmax(-1), z.argmax(-1)) is init
 
 
+def test_expert_text_rows_reuse_the_class_table(monkeypatch):
+    """The expert's classes come from the stage's text table (its logit order); only unknown texts are encoded."""
+    from rtvp.engine import stages
+    from rtvp.engine.distributed import DistInfo
+
+    table = torch.arange(12.0).view(3, 4)
+    encoded = []
+    monkeypatch.setattr(stages, "class_text_table", lambda cfg, texts, dist: encoded.append(texts) or torch.ones(2, 4))
+    rows = stages.expert_text_rows(None, ["c", "a"], ["a", "b", "c"], table, DistInfo())
+    assert torch.equal(rows, table[[2, 0]]) and encoded == []
+    assert torch.equal(stages.expert_text_rows(None, ["a", "z"], ["a", "b", "c"], table, DistInfo()), torch.ones(2, 4))
+    assert encoded == [["a", "z"]]
+
+
 class KillAt(HookBase):
     name = "kill"
 

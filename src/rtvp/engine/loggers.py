@@ -25,6 +25,26 @@ def console_logging(indent: str = "") -> None:
     log.setLevel(logging.INFO)
 
 
+class EpochMeans:
+    """Running sums of the loss terms over an epoch's steps; :meth:`pop` returns their means and starts over."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, float]) -> None:
+        """Accumulate one step's loss terms."""
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        """Mean of every term over the steps added since the last call."""
+        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Top-level numeric entries of an evaluation result (nested breakdowns are skipped)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -54,8 +74,7 @@ class CSVLoggerHook(HookBase):
     def __init__(self, path: Path, plot_path: Path | None = None) -> None:
         self.path, self.plot_path = Path(path), plot_path
         self.rows: list[dict[str, float]] = []
-        self.sums: dict[str, float] = {}
-        self.count = 0
+        self.means = EpochMeans()
         self._t0 = time.perf_counter()
         self._images = 0
 
@@ -65,9 +84,7 @@ class CSVLoggerHook(HookBase):
 
     def after_step(self) -> None:
         """Accumulate the loss terms of the epoch."""
-        for k, v in self.trainer.last_losses.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
+        self.means.add(self.trainer.last_losses)
         self._images += self.trainer.last_batch_size * self.trainer.dist.world_size
 
     def after_epoch(self) -> None:
@@ -76,12 +93,11 @@ class CSVLoggerHook(HookBase):
         dt = time.perf_counter() - self._t0
         row: dict[str, float] = {"epoch": t.epoch + 1, "time_s": round(dt, 3),
                                  "images_per_s": round(self._images / dt, 3) if dt > 0 else 0.0}
-        row.update({f"train/{k}": v / max(self.count, 1) for k, v in self.sums.items()})
+        row.update({f"train/{k}": v for k, v in self.means.pop().items()})
         row.update({f"lr/{k}": v for k, v in current_lrs(t.optimizer).items()})
         if t.metrics_epoch == t.epoch:
             row.update({f"metrics/{k}": v for k, v in scalar_metrics(t.metrics).items()})
         self.rows.append(row)
-        self.sums, self.count = {}, 0
         if t.dist.is_main:
             write_csv(self.rows, self.path)
 
@@ -95,12 +111,12 @@ class CSVLoggerHook(HookBase):
 
     def state_dict(self) -> dict[str, Any]:
         """All rows so far plus the running sums of the current epoch."""
-        return {"rows": [dict(r) for r in self.rows], "sums": dict(self.sums), "count": self.count}
+        return {"rows": [dict(r) for r in self.rows], "sums": dict(self.means.sums), "count": self.means.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore rows and running sums."""
         self.rows = [dict(r) for r in state["rows"]]
-        self.sums, self.count = dict(state["sums"]), int(state["count"])
+        self.means.sums, self.means.count = dict(state["sums"]), int(state["count"])
 
 
 def write_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -212,8 +228,7 @@ class ProgressHook(HookBase):
         self.enabled = enabled
         self.progress: Any = None
         self.task: Any = None
-        self.sums: dict[str, float] = {}
-        self.count = 0
+        self.means = EpochMeans()
 
     def before_train(self) -> None:
         """Create the bar (if enabled)."""
@@ -235,9 +250,7 @@ class ProgressHook(HookBase):
 
     def after_step(self) -> None:
         """Advance and show the latest loss terms (the epoch summary shows their epoch means)."""
-        for k, v in self.trainer.last_losses.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
+        self.means.add(self.trainer.last_losses)
         if self.progress is not None and self.task is not None:
             losses = " ".join(f"{k} {v:.3g}" for k, v in self.trainer.last_losses.items())
             self.progress.update(self.task, advance=1, losses=losses)
@@ -245,8 +258,7 @@ class ProgressHook(HookBase):
     def after_epoch(self) -> None:
         """Log the epoch summary: mean loss terms over the epoch's steps (as in results.csv), then the metrics."""
         t = self.trainer
-        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
-        self.sums, self.count = {}, 0
+        means = self.means.pop()
         if not t.dist.is_main:
             return
         losses = " ".join(f"{k} {v:.4g}" for k, v in means.items())

@@ -54,6 +54,7 @@ class BuildSummary:
     seconds: float
     cached: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -191,13 +192,14 @@ def build_benchmark(recipe: Recipe, root: Path, out: Path, *, workers: int = 1, 
     write_benchmark_yaml(partial / "benchmark.yaml", _benchmark_yaml(recipe, tax, choice, summary, text_encoder))
     from rtvp.bench.stats import write_report
 
-    write_report(partial)
+    report = write_report(partial)
     shutil.rmtree(work)
     _replace_dir(partial, out)
     times["write"] = time.perf_counter() - t0 - sum(times.values())
     unseen = [tax.categories[i].text for i in np.flatnonzero(choice.unseen)]
     return BuildSummary(out, summary["images"], summary["annotations"], len(tax.categories), summary["per_source"],
-                        summary["splits"], summary["issues"], unseen, time.perf_counter() - t0, checks.cached, times)
+                        summary["splits"], summary["issues"], unseen, time.perf_counter() - t0, checks.cached, times,
+                        report.warnings)
 
 
 def _ingest(recipe: Recipe, root: Path, work: Path, workers: int, progress: bool,

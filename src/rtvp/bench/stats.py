@@ -4,7 +4,9 @@ Reads only the benchmark's own files (``annotations/{closed,open}_{train,val}.js
 ``benchmark.yaml``), so it works on any benchmark written by ``rtvp data build`` and on hand-made ones.
 Counting rules: the closed splits hold every image once, so "images"/"instances" count
 ``closed_train`` + ``closed_val``; ``train``/``val`` columns are the closed split; size classes come from each
-annotation's ``attributes.size`` (falling back to COCO thresholds on ``area``).
+annotation's ``attributes.size`` (falling back to COCO thresholds on ``area``). ``open train images`` counts the
+scene's ``open_train`` images: a scene with seen classes whose images all hold an unseen class keeps (almost) none,
+and the open protocol then learns none of its seen classes; ``BenchStats.warnings`` names such scenes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rtvp.errors import DataError
 
 SPLITS = ("closed_train", "closed_val", "open_train", "open_val")
 SIZES = ("small", "medium", "large")
+OPEN_TRAIN_WARN_SHARE = 0.1  # warn when a scene with seen classes keeps less of its closed_train images in open_train
 
 
 @dataclass
@@ -46,6 +49,7 @@ class BenchStats:
         splits: per split file: ``images``, ``instances``, ``classes`` (categories with >= 1 instance).
         classes: per-class table; ``scenes``/``supercategories``/``attributes``: the other tables.
         class_counts: ``(name, instances, split)`` per category in id order (drives the long-tail plot).
+        warnings: split problems worth a user's attention (see :func:`scene_warnings`).
     """
 
     name: str
@@ -57,6 +61,7 @@ class BenchStats:
     supercategories: Table
     attributes: Table
     class_counts: list[tuple[str, int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         """The tables in report order."""
@@ -121,7 +126,8 @@ def _class_table(cats: list[dict], closed: dict[str, dict]) -> tuple[Table, list
     return Table("Per class", headers, rows), counts
 
 
-def _scene_table(cats: list[dict], closed: dict[str, dict], image_scene: dict[int, str]) -> Table:
+def _scene_table(cats: list[dict], closed: dict[str, dict], image_scene: dict[int, str],
+                 open_train: dict[str, Any]) -> Table:
     cat_scene = {c["id"]: c.get("scene", "") for c in cats}
     seen, unseen, superc = Counter(), Counter(), {}
     for c in cats:
@@ -140,25 +146,48 @@ def _scene_table(cats: list[dict], closed: dict[str, dict], image_scene: dict[in
             sizes[s][_size(ann)] += 1
             annotated.add(ann["image_id"])
     empty = Counter(s for i, s in image_scene.items() if i not in annotated)
+    n_open = Counter(image_scene.get(im["id"], "") for im in open_train["images"])
     rows = []
     for s in sorted(set(n_img) | set(seen) | set(unseen)):
         rows.append([s, superc.get(s, ""), seen[s] + unseen[s], seen[s], unseen[s], n_img[s], empty[s],
-                     n_split["closed_train"][s], n_split["closed_val"][s], n_inst[s]] + [sizes[s][z] for z in SIZES])
+                     n_split["closed_train"][s], n_split["closed_val"][s], n_open[s], n_inst[s]]
+                    + [sizes[s][z] for z in SIZES])
     headers = ["scene", "supercategory", "classes", "seen", "unseen", "images", "defect-free", "train images",
-               "val images", "instances", *SIZES]
+               "val images", "open train images", "instances", *SIZES]
     return Table("Per scene", headers, rows)
 
 
 def _super_table(scenes: Table) -> Table:
+    col = {h: i for i, h in enumerate(scenes.headers)}
     agg: dict[str, list] = {}
     for row in scenes.rows:
         sc = agg.setdefault(row[1], [row[1], 0, 0, 0, 0])
         sc[1] += 1
-        sc[2] += row[2]
-        sc[3] += row[5]
-        sc[4] += row[9]
+        sc[2] += row[col["classes"]]
+        sc[3] += row[col["images"]]
+        sc[4] += row[col["instances"]]
     return Table("Per supercategory", ["supercategory", "scenes", "classes", "images", "instances"],
                  [agg[k] for k in sorted(agg)])
+
+
+def scene_warnings(scenes: Table) -> list[str]:
+    """Warnings for scenes whose seen classes the open protocol barely trains.
+
+    A scene with seen classes is named when it keeps less than ``OPEN_TRAIN_WARN_SHARE`` of its ``closed_train``
+    images in ``open_train`` (the others hold an unseen class), e.g. every DeepPCB image shows most PCB defects.
+
+    Args:
+        scenes: the per-scene table of :func:`compute_stats`.
+    """
+    col = {h: i for i, h in enumerate(scenes.headers)}
+    out = []
+    for row in scenes.rows:
+        scene, seen, n_train, n_open = (row[col[k]] for k in ("scene", "seen", "train images", "open train images"))
+        if seen and n_train and n_open < OPEN_TRAIN_WARN_SHARE * n_train:
+            out.append(f"scene '{scene}': open_train keeps {n_open} of its {n_train} closed_train images (the others "
+                       f"hold an unseen class), so the open protocol barely trains its {seen} seen classes; name "
+                       f"other classes in the recipe's split.unseen_classes, or change split.seed")
+    return out
 
 
 def _attribute_table(closed: dict[str, dict]) -> Table:
@@ -186,7 +215,7 @@ def compute_stats(bench_dir: str | Path) -> BenchStats:
     cats = sorted(data["closed_train"]["categories"], key=lambda c: c["id"])
     image_scene = {im["id"]: str(im.get("scene", "")) for d in closed.values() for im in d["images"]}
     classes, counts = _class_table(cats, closed)
-    scenes = _scene_table(cats, closed, image_scene)
+    scenes = _scene_table(cats, closed, image_scene, data["open_train"])
     splits = {
         s: {"images": len(d["images"]), "instances": len(d["annotations"]),
             "classes": len({a["category_id"] for a in d["annotations"]})}
@@ -201,7 +230,7 @@ def compute_stats(bench_dir: str | Path) -> BenchStats:
     }
     name, version = _read_meta(bench_dir)
     return BenchStats(name, version, totals, splits, classes, scenes, _super_table(scenes),
-                      _attribute_table(closed), counts)
+                      _attribute_table(closed), counts, scene_warnings(scenes))
 
 
 def markdown_table(table: Table) -> str:
@@ -222,6 +251,8 @@ def render_markdown(stats: BenchStats) -> str:
            f"classes ({t['seen']} seen / {t['unseen']} unseen), {t['scenes']} scenes.", "",
            "## Splits", "", markdown_table(Table("Splits", ["split", "images", "instances", "classes"],
                                                  [[s, *v.values()] for s, v in stats.splits.items()])), ""]
+    if stats.warnings:
+        out += ["## Warnings", "", *(f"- {w}" for w in stats.warnings), ""]
     for table in stats.tables():
         out += [f"## {table.title}", "", markdown_table(table), ""]
     out += ["![long tail](longtail.png)", ""]
@@ -269,7 +300,7 @@ def _csv(table: Table) -> str:
     return buf.getvalue()
 
 
-def write_report(bench_dir: str | Path) -> None:
+def write_report(bench_dir: str | Path) -> BenchStats:
     """Write ``report/stats.md``, ``report/longtail.png``, ``report/classes.csv`` and ``report/scenes.csv``.
 
     Every file is written atomically. ``stats.md`` holds the split, per-class, per-scene, per-supercategory and
@@ -277,6 +308,9 @@ def write_report(bench_dir: str | Path) -> None:
 
     Args:
         bench_dir: benchmark root with ``annotations/{closed,open}_{train,val}.json``.
+
+    Returns:
+        The statistics the report shows.
 
     Examples:
         >>> write_report(Path("bench"))  # doctest: +SKIP
@@ -288,3 +322,4 @@ def write_report(bench_dir: str | Path) -> None:
     atomic_write_text(report / "classes.csv", _csv(stats.classes))
     atomic_write_text(report / "scenes.csv", _csv(stats.scenes))
     atomic_write_bytes(report / "longtail.png", plot_longtail(stats.class_counts))
+    return stats

@@ -50,6 +50,8 @@ def _print_summary(summary) -> None:
     console.print(f"images {summary.images}, annotations {summary.annotations}, categories {summary.categories}")
     console.print(f"splits: {splits}")
     console.print(f"unseen: {', '.join(summary.unseen) or '-'}")
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     issues = ", ".join(f"{k}: {v}" for k, v in summary.issues.items()) or "none"
     console.print(f"issues: {issues}  (report/issues.csv)")
     resumed = f", {summary.cached} validations resumed from cache" if summary.cached else ""

@@ -24,7 +24,8 @@ class Protocol(str, Enum):
 
 
 _SHORT = {"instances": "inst", "images": "img", "supercategory": "super", "small": "S", "medium": "M",
-          "large": "L", "defect-free": "empty", "train images": "train", "val images": "val", "classes": "cls"}
+          "large": "L", "defect-free": "empty", "train images": "train", "val images": "val", "classes": "cls",
+          "open train images": "open train"}
 """Column headers shortened for the terminal (the full names are in report/stats.md)."""
 
 
@@ -86,6 +87,8 @@ def stats(
         keep = [i for i, h in enumerate(table.headers) if h not in drop]
         headers = [_SHORT.get(table.headers[i], table.headers[i]) for i in keep]
         console.print(_rich_table(table.title, headers, [[row[i] for i in keep] for row in table.rows]))
+    for warning in st.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if write:
         write_report(bench)
         console.print(f"wrote {Path(bench) / 'report'}")

@@ -35,6 +35,21 @@ def test_cli_build_with_hash_encoder_then_check(kit, clean_root, tmp_path, monke
     assert res.exit_code == 0 and "ok" in res.output
 
 
+def test_cli_build_warns_when_a_scene_keeps_no_open_train_image(kit, clean_root, tmp_path):
+    for label in (clean_root / "mill" / "labels").glob("k*.txt"):  # every wood image now holds a crack too
+        label.write_text(label.read_text() + "0 0.2 0.2 0.1 0.1\n")
+    recipe = _recipe(tmp_path, kit.recipe_dict(unseen_classes=["crack"]))
+    out = tmp_path / "bench"
+    res = runner.invoke(app, ["data", "build", str(recipe), "--root", str(clean_root), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "warning: scene 'wood': open_train keeps 0 of its 12 closed_train images" in text
+    assert "metal plate" not in text.split("warning:", 1)[1]  # the other scene loses nothing
+    assert "- scene 'wood': open_train keeps 0 of its 12" in (out / "report" / "stats.md").read_text()
+    open_train = json.loads((out / "annotations" / "open_train.json").read_text())
+    assert {im["scene"] for im in open_train["images"]} == {"metal plate"}
+
+
 def test_cli_check_lists_problems(kit, clean_root, tmp_path):
     recipe = _recipe(tmp_path, kit.recipe_dict(unseen_classes=["knot"]))
     out = tmp_path / "bench"

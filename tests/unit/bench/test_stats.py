@@ -33,9 +33,11 @@ def test_class_rows_hand_counted(bench):
 def test_scene_super_split_and_totals(bench):
     stats = compute_stats(bench)
     assert stats.scenes.rows == [
-        ["metal", "surface", 2, 2, 0, 3, 0, 2, 1, 4, 2, 1, 1],
-        ["wood", "surface", 1, 0, 1, 2, 1, 1, 1, 1, 1, 0, 0],
+        ["metal", "surface", 2, 2, 0, 3, 0, 2, 1, 2, 4, 2, 1, 1],
+        ["wood", "surface", 1, 0, 1, 2, 1, 1, 1, 0, 1, 1, 0, 0],
     ]
+    assert stats.scenes.headers[7:11] == ["train images", "val images", "open train images", "instances"]
+    assert stats.warnings == []  # wood has no seen class; metal keeps both train images
     assert stats.supercategories.rows == [["surface", 2, 3, 5, 5]]
     assert stats.splits == {
         "closed_train": {"images": 3, "instances": 4, "classes": 3},
@@ -67,7 +69,8 @@ def test_write_report_files(bench):
     assert md.startswith("# tiny v0.1")
     assert "5 images (1 defect-free), 5 instances, 3 classes (2 seen / 1 unseen), 2 scenes." in md
     assert "| 1 | scratch on metal | metal | surface | seen | 2 | 2 | 2 | 0 | 1 | 0 | 1 |" in md
-    assert "| wood | surface | 1 | 0 | 1 | 2 | 1 | 1 | 1 | 1 | 1 | 0 | 0 |" in md
+    assert "| wood | surface | 1 | 0 | 1 | 2 | 1 | 1 | 1 | 0 | 1 | 1 | 0 | 0 |" in md
+    assert "## Warnings" not in md
     assert "| open_val | 3 | 2 | 2 |" in md
     rows = list(csv.reader((report / "scenes.csv").open()))
     assert rows[0][0] == "scene" and rows[1][:6] == ["metal", "surface", "2", "2", "0", "3"]
@@ -75,6 +78,25 @@ def test_write_report_files(bench):
     png = cv2.imread(str(report / "longtail.png"))
     assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
     assert not [p for p in report.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_scene_losing_its_open_train_images_is_warned(bench):
+    path = bench / "annotations" / "open_train.json"
+    data = json.loads(path.read_text())
+    data["images"] = [im for im in data["images"] if im["id"] != 1]  # metal keeps 1 of its 2 train images
+    path.write_text(json.dumps(data))
+    assert compute_stats(bench).warnings == []  # 1 >= 10 % of 2
+    data["images"] = []
+    path.write_text(json.dumps(data))
+    stats = compute_stats(bench)
+    assert stats.warnings == [
+        "scene 'metal': open_train keeps 0 of its 2 closed_train images (the others hold an unseen class), so the "
+        "open protocol barely trains its 2 seen classes; name other classes in the recipe's split.unseen_classes, or "
+        "change split.seed"]
+    assert stats.scenes.rows[0][9] == 0
+    write_report(bench)
+    md = (bench / "report" / "stats.md").read_text()
+    assert "## Warnings\n\n- scene 'metal': open_train keeps 0 of its 2" in md
 
 
 def test_longtail_is_deterministic_and_handles_zero_counts():

@@ -32,7 +32,7 @@ from rtvp.bench.dedup import near_duplicate_groups
 from rtvp.bench.ingest import Checks, SpoolIndex, index_spools, run_converters, validate_images
 from rtvp.bench.process import Kept, log_near_duplicates, process_records
 from rtvp.bench.recipe import Recipe
-from rtvp.bench.splits import EmbedFn, OpenChoice, choose_unseen, closed_split, open_split
+from rtvp.bench.splits import EmbedFn, OpenChoice, SceneGuard, choose_unseen, closed_split, open_split
 from rtvp.bench.taxonomy import Taxonomy
 from rtvp.bench.writer import place_image, read_lines, write_benchmark_yaml, write_coco_splits
 from rtvp.config import to_dict
@@ -100,13 +100,29 @@ def _forced_unseen(recipe: Recipe, tax: Taxonomy, embed: EmbedFn | None) -> np.n
     return forced
 
 
-def _open_choice(recipe: Recipe, tax: Taxonomy, kept_cats: np.ndarray, embed: EmbedFn | None) -> OpenChoice:
+def _scene_guard(recipe: Recipe, tax: Taxonomy, kept: Kept, forced: np.ndarray) -> SceneGuard | None:
+    """The per-scene ``open_train`` floor of the automatic unseen choice (None when disabled)."""
+    sp = recipe.split
+    if sp.min_open_train_share <= 0:
+        return None
+    scenes = sorted({s.scene for s in recipe.sources})
+    source_scene = np.array([scenes.index(s.scene) for s in recipe.sources], dtype=np.int64)
+    exempt = np.array([s in sp.unseen_scenes for s in scenes], dtype=bool)
+    guard = SceneGuard(kept.indptr, kept.cats, source_scene[kept.source], len(tax.categories),
+                       sp.min_open_train_share, exempt)
+    for c in np.flatnonzero(forced):
+        guard.add(int(c))
+    return guard
+
+
+def _open_choice(recipe: Recipe, tax: Taxonomy, kept: Kept, embed: EmbedFn | None) -> OpenChoice:
     """Unseen classes: manual list and unseen scenes, else the automatic choice among classes with images."""
     sp = recipe.split
     forced = _forced_unseen(recipe, tax, embed)
     emb = _embeddings(embed, tax.texts()) if embed is not None else None
-    eligible = np.bincount(kept_cats, minlength=len(tax.categories)) > 0
-    return choose_unseen(emb, forced, eligible, sp.unseen_fraction, sp.tau, sp.seed, bool(sp.unseen_classes))
+    eligible = np.bincount(kept.cats, minlength=len(tax.categories)) > 0
+    return choose_unseen(emb, forced, eligible, sp.unseen_fraction, sp.tau, sp.seed, bool(sp.unseen_classes),
+                         _scene_guard(recipe, tax, kept, forced))
 
 
 def _replace_dir(partial: Path, out: Path) -> None:
@@ -246,7 +262,7 @@ def _split_and_write(recipe: Recipe, tax: Taxonomy, root: Path, partial: Path, w
     """Closed and open splits, then the COCO files and the image links."""
     sp = recipe.split
     is_val = closed_split(groups, kept.indptr, kept.cats, len(tax.categories), sp.val_fraction, sp.seed)
-    choice = _open_choice(recipe, tax, kept.cats, embed)
+    choice = _open_choice(recipe, tax, kept, embed)
     for c, flag in zip(tax.categories, choice.unseen, strict=True):
         c.split = "unseen" if flag else "seen"
     scene_unseen = np.array([s.scene in sp.unseen_scenes for s in recipe.sources], dtype=bool)

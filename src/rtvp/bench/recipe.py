@@ -79,6 +79,9 @@ class SplitSpec:
             automatic choice.
         unseen_scenes: scenes whose classes are all unseen (cross-domain transfer); their images never enter
             ``open_train``.
+        min_open_train_share: the automatic choice skips a class that would leave a scene it appears in with fewer
+            than this share of its annotated images free of unseen classes (those that can enter ``open_train``);
+            0 disables the check. Manual lists and unseen scenes are not checked (``rtvp data stats`` warns).
     """
 
     val_fraction: float = 0.2
@@ -87,12 +90,15 @@ class SplitSpec:
     tau: float = 0.5
     unseen_classes: list[str] = field(default_factory=list)
     unseen_scenes: list[str] = field(default_factory=list)
+    min_open_train_share: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.unseen_fraction < 1.0:
             raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}")
+        if not 0.0 <= self.min_open_train_share < 1.0:
+            raise ConfigError(f"split.min_open_train_share must be in [0, 1), got {self.min_open_train_share}")
         if not -1.0 <= self.tau <= 1.0:
             raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}")
 

@@ -137,13 +137,60 @@ class OpenChoice:
     target: int = 0
 
 
+class SceneGuard:
+    """Keeps every scene trainable under the open protocol while unseen classes are chosen.
+
+    An image holding an unseen class never enters ``open_train``. The guard tracks, per scene, the annotated images
+    that hold no unseen class yet ("free" images) and refuses a candidate class whose choice would leave a scene it
+    appears in with fewer than ``min_share`` of its annotated images free (e.g. every DeepPCB image shows most of
+    the six PCB defects, so one unseen PCB class would empty the scene from ``open_train``). Image-level, before
+    near-duplicate grouping and the closed split; ``O(images of the class)`` per candidate (an inverted index).
+
+    Args:
+        indptr: ``(N + 1,)`` CSR row pointers of the image -> class incidence; ``cats`` ``(M,)`` class indices.
+        cats: see ``indptr``.
+        image_scene: ``(N,)`` int scene index of each image.
+        num_classes: ``C``.
+        min_share: required share of free annotated images per scene.
+        exempt: ``(S,)`` bool, scenes never checked (``unseen_scenes``: all their classes are unseen on purpose).
+    """
+
+    def __init__(self, indptr: np.ndarray, cats: np.ndarray, image_scene: np.ndarray, num_classes: int,
+                 min_share: float, exempt: np.ndarray) -> None:
+        order = np.argsort(cats, kind="stable")
+        self._images = _rows(indptr)[order]  # image of each incidence, grouped by class
+        self._start = np.searchsorted(cats[order], np.arange(num_classes + 1))
+        self._scene = np.asarray(image_scene, dtype=np.int64)
+        self._holds = np.zeros(len(self._scene), dtype=bool)
+        annotated = np.diff(indptr) > 0
+        self.free = np.bincount(self._scene[annotated], minlength=len(exempt))
+        self._floor = np.where(exempt, 0.0, min_share * self.free)
+
+    def _new_images(self, c: int) -> np.ndarray:
+        images = self._images[self._start[c]:self._start[c + 1]]
+        return images[~self._holds[images]]
+
+    def accepts(self, c: int) -> bool:
+        """True when making class ``c`` unseen keeps every scene it appears in at or above its floor."""
+        drop = np.bincount(self._scene[self._new_images(c)], minlength=len(self.free))
+        hit = drop > 0
+        return bool((self.free[hit] - drop[hit] >= self._floor[hit]).all())
+
+    def add(self, c: int) -> None:
+        """Record class ``c`` as unseen."""
+        new = self._new_images(c)
+        self._holds[new] = True
+        self.free -= np.bincount(self._scene[new], minlength=len(self.free))
+
+
 def choose_unseen(emb: np.ndarray | None, forced: np.ndarray, eligible: np.ndarray, fraction: float, tau: float,
-                  seed: int = 0, manual: bool = False) -> OpenChoice:
+                  seed: int = 0, manual: bool = False, guard: SceneGuard | None = None) -> OpenChoice:
     """Pick unseen classes so each has a seen neighbour with cosine similarity ``>= tau`` (paper §3.1.4).
 
     Candidates are visited in a seeded random order; a candidate becomes unseen if, after removing it from the
-    seen set, it and every class already unseen still have a seen neighbour ``>= tau``. It stops when
-    ``round(fraction * C)`` classes are unseen (classes forced by ``unseen_scenes`` count towards the share).
+    seen set, it and every class already unseen still have a seen neighbour ``>= tau`` and ``guard`` (when given)
+    accepts it. It stops when ``round(fraction * C)`` classes are unseen (classes forced by ``unseen_scenes`` count
+    towards the share), or when the candidates run out.
 
     Args:
         emb: ``(C, D)`` L2-normalised class-text embeddings, or None (then only forced classes are unseen).
@@ -153,6 +200,7 @@ def choose_unseen(emb: np.ndarray | None, forced: np.ndarray, eligible: np.ndarr
         tau: similarity threshold.
         seed: seed of the candidate order.
         manual: True when a manual list was given: no automatic choice at all.
+        guard: per-scene ``open_train`` floor for the automatic choice (forced classes already added to it).
 
     Returns:
         An ``OpenChoice``.
@@ -175,8 +223,12 @@ def choose_unseen(emb: np.ndarray | None, forced: np.ndarray, eligible: np.ndarr
             seen[cand] = False
             trial = unseen.copy()
             trial[cand] = True
-            if seen.any() and (sim[np.ix_(trial & ~forced, seen)].max(axis=1, initial=-np.inf) >= tau).all():
+            if not seen.any() or not (sim[np.ix_(trial & ~forced, seen)].max(axis=1, initial=-np.inf) >= tau).all():
+                continue
+            if guard is None or guard.accepts(int(cand)):
                 unseen = trial
+                if guard is not None:
+                    guard.add(int(cand))
     seen_idx = np.flatnonzero(~unseen)
     nearest, best = np.full(c, -1), np.zeros(c)
     if len(seen_idx):

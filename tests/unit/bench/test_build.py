@@ -6,6 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rtvp.bench import ingest
@@ -215,3 +216,21 @@ def test_empty_source_builds_an_empty_valid_benchmark(kit, tmp_path):
     assert summary.images == 0 and summary.splits["open_val"] == {"images": 0, "annotations": 0}
     assert _load(tmp_path / "bench", "closed_train")["images"] == []
     assert check_benchmark(tmp_path / "bench") == []
+
+
+def test_automatic_unseen_choice_keeps_every_scene_in_open_train(kit, clean_root, tmp_path):
+    for label in (clean_root / "mill" / "labels").glob("k*.txt"):  # every wood image now holds a crack
+        label.write_text(label.read_text() + "0 0.2 0.2 0.1 0.1\n")
+    # a seed whose candidate order starts with crack (class 2; tau passes through knot, 0.6)
+    seed = next(s for s in range(100) if np.random.default_rng(s).permutation(4)[0] == 2)
+
+    def unseen(share: float) -> tuple[list[str], list[str]]:
+        recipe = recipe_from_dict(kit.recipe_dict(unseen_fraction=0.25, seed=seed, min_open_train_share=share),
+                                  where="tiny.yaml")
+        out = tmp_path / f"bench-{share}"
+        summary = build_benchmark(recipe, clean_root, out, embed=kit.fixed_embed, text_encoder="fixed")
+        return summary.unseen, sorted({im["scene"] for im in _load(out, "open_train")["images"]})
+
+    assert unseen(0.0) == (["crack on wood"], ["metal plate"])  # unguarded: wood is gone from open_train
+    chosen, scenes = unseen(0.1)
+    assert len(chosen) == 1 and chosen != ["crack on wood"] and scenes == ["metal plate", "wood"]

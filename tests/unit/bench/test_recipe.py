@@ -51,6 +51,7 @@ def test_unknown_key_names_key_and_file(kit, tmp_path, patch, key):
         (lambda d: d["sources"][1].update(name="shop"), "duplicate source name"),
         (lambda d: d["split"].update(unseen_scenes=["glass"]), r"unseen_scenes.*'glass'"),
         (lambda d: d["split"].update(val_fraction=1.5), "val_fraction"),
+        (lambda d: d["split"].update(min_open_train_share=1.0), r"min_open_train_share must be in \[0, 1\)"),
         (lambda d: d.update(text_template="{defect} in {place}"), "text_template"),
         (lambda d: d["sources"][0].update(classes={}), "classes is empty"),
         (lambda d: d["sources"][0].update(path="/abs/path"), "relative to --root"),

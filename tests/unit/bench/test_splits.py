@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtvp.bench.splits import choose_unseen, closed_split, open_split
+from rtvp.bench.splits import SceneGuard, choose_unseen, closed_split, open_split
 
 
 def _csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +89,44 @@ def test_choose_unseen_manual_scenes_and_eligibility():
     assert ch.unseen.tolist() == [False, True, False, False]  # only eligible classes are chosen
     ch = choose_unseen(None, forced, np.ones(4, bool), fraction=0.5, tau=0.5)
     assert ch.unseen.tolist() == forced.tolist()
+
+
+def _guard_case(min_share: float = 0.1, exempt=(False, False)) -> tuple[SceneGuard, np.ndarray]:
+    # scene 0: ten images, each with classes 0 and 1; scene 1: five images of class 2, five of class 3, two empty
+    rows = [[0, 1]] * 10 + [[2]] * 5 + [[3]] * 5 + [[], []]
+    scene = np.array([0] * 10 + [1] * 12)
+    return SceneGuard(*_csr(rows), scene, 4, min_share, np.array(exempt)), np.ones((4, 2)) / np.sqrt(2)
+
+
+def test_scene_guard_keeps_a_share_of_each_scene_free():
+    guard, _ = _guard_case()
+    assert guard.free.tolist() == [10, 10]  # annotated images only: the two empty ones do not count
+    assert not guard.accepts(0) and not guard.accepts(1)  # either would leave scene 0 with 0 of 10 free
+    assert guard.accepts(2)
+    guard.add(2)
+    assert guard.free.tolist() == [10, 5]
+    assert not guard.accepts(3)  # 0 of 10 free < 1
+    guard.add(2)  # adding twice changes nothing
+    assert guard.free.tolist() == [10, 5]
+    guard, _ = _guard_case(min_share=0.5)
+    guard.add(2)
+    assert guard.free.tolist() == [10, 5] and not guard.accepts(3)
+    guard, _ = _guard_case(exempt=(True, False))
+    assert guard.accepts(0)  # an unseen scene is never checked
+    guard.add(0)
+    assert guard.free.tolist() == [0, 10] and guard.accepts(1)
+
+
+def test_choose_unseen_with_guard_never_empties_a_scene():
+    for seed in range(10):
+        guard, emb = _guard_case()  # every class similar to every other: tau never refuses
+        ch = choose_unseen(emb, np.zeros(4, bool), np.ones(4, bool), fraction=0.5, tau=0.5, seed=seed, guard=guard)
+        assert ch.unseen.tolist() == [False, False, True, False] or ch.unseen.tolist() == [False, False, False, True]
+        assert ch.target == 2  # asked for 2, only 1 possible: the target is reported, not forced
+        free = choose_unseen(emb, np.zeros(4, bool), np.ones(4, bool), fraction=0.5, tau=0.5, seed=seed)
+        assert free.unseen.sum() == 2
+    assert any(choose_unseen(emb, np.zeros(4, bool), np.ones(4, bool), 0.5, 0.5, seed=s).unseen[:2].any()
+               for s in range(10))  # without the guard some seed empties scene 0
 
 
 def test_open_split_rules():

@@ -44,6 +44,14 @@ class EpochMeans:
         self.sums, self.count = {}, 0
         return means
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running sums and step count (checkpointed, so a mid-epoch resume keeps the whole epoch's mean)."""
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.sums, self.count = dict(state["sums"]), int(state["count"])
+
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Top-level numeric entries of an evaluation result (nested breakdowns are skipped)."""
@@ -111,12 +119,12 @@ class CSVLoggerHook(HookBase):
 
     def state_dict(self) -> dict[str, Any]:
         """All rows so far plus the running sums of the current epoch."""
-        return {"rows": [dict(r) for r in self.rows], "sums": dict(self.means.sums), "count": self.means.count}
+        return {"rows": [dict(r) for r in self.rows], **self.means.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore rows and running sums."""
         self.rows = [dict(r) for r in state["rows"]]
-        self.means.sums, self.means.count = dict(state["sums"]), int(state["count"])
+        self.means.load_state_dict(state)
 
 
 def write_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -268,6 +276,14 @@ class ProgressHook(HookBase):
                 dict(list(scalar_metrics(t.metrics).items())[:6])
             metrics = " | " + " ".join(f"{k} {v:.4f}" for k, v in shown.items())
         LOGGER.info("epoch %d/%d step %d | %s%s", t.epoch + 1, t.max_epochs, t.step, losses, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running loss sums of the current epoch (a resumed epoch's summary then covers all its steps)."""
+        return self.means.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the running sums."""
+        self.means.load_state_dict(state)
 
     def after_train(self) -> None:
         """Stop the bar."""

@@ -113,11 +113,24 @@ def quick_bench(runs_root: Path, images: int = 48, size: int = 128) -> Path:
 
 
 def recipe_bench(recipe: Path, root: Path, runs_root: Path, name: str | None = None, workers: int = 2) -> Path:
-    """``rtvp data build RECIPE --root ROOT`` into ``<runs>/_bench/<name>`` (skipped when already built)."""
+    """``rtvp data build RECIPE --root ROOT`` into ``<runs>/_bench/<name>`` (skipped when already built).
+
+    A cached benchmark is kept even when the recipe changed since (a rebuild would orphan every cached training run
+    on it); a warning then says so and how to rebuild.
+    """
+    import yaml
+
+    from rtvp.bench.recipe import load_recipe
+
     bench = Path(runs_root) / "_bench" / (name or Path(recipe).stem)
-    if not (bench / "benchmark.yaml").is_file():
+    meta = bench / "benchmark.yaml"
+    if not meta.is_file():
         rtvp_cli("data", "build", str(recipe), "--root", str(root), "--out", str(bench), "--workers", str(workers),
                  "--quiet")
+    elif (built := yaml.safe_load(meta.read_text(encoding="utf-8")).get("recipe_sha1")) != load_recipe(recipe).sha1():
+        warnings.warn(f"{bench} was built from another version of {recipe} (recipe_sha1 {built}); it is reused as "
+                      f"it is: delete the folder to rebuild it (its cached training runs are then not reused)",
+                      stacklevel=2)
     return bench
 
 

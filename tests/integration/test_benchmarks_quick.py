@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,22 @@ def test_run_key_ignores_expert_head_init_where_it_changes_nothing(tmp_path: Pat
     off = dataclasses.replace(full, expert_head_init=False)
     assert run_key(expert) == run_key(dataclasses.replace(expert, expert_head_init=False))
     assert run_key(full) != run_key(off)
+
+
+def test_recipe_bench_warns_about_a_stale_cached_benchmark(tmp_path: Path) -> None:
+    import yaml
+    from _train import SYNTH_RECIPE, recipe_bench
+
+    bench = tmp_path / "_bench" / "synth"
+    bench.mkdir(parents=True)
+    meta = {"recipe_sha1": "0" * 40}
+    (bench / "benchmark.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.warns(UserWarning, match="built from another version of .*synth.yaml .*delete the folder"):
+        assert recipe_bench(SYNTH_RECIPE, tmp_path / "no-data", tmp_path) == bench  # reused, never rebuilt
+    from rtvp.bench.recipe import load_recipe
+
+    meta["recipe_sha1"] = load_recipe(SYNTH_RECIPE).sha1()
+    (bench / "benchmark.yaml").write_text(yaml.safe_dump(meta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert recipe_bench(SYNTH_RECIPE, tmp_path / "no-data", tmp_path) == bench

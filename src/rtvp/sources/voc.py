@@ -5,6 +5,8 @@ bare id); the image extension is whatever exists on disk. ``annotations`` may li
 the same stem are merged (CPLID keeps the defect and insulator boxes in ``labels/defect`` and
 ``labels/insulator``). The class is ``<object><name>``; boxes are ``<bndbox>`` xmin/ymin/xmax/ymax as given (no
 +1/-1 convention applied, no clipping). ``<size>`` is ignored: the size comes from the image header.
+``<difficult>1</difficult>`` objects are kept by default (detectron2's VOC loader trains on them too; the shared
+NEU-DET copy marks 72 of its 3,475 boxes) or dropped with ``difficult: drop`` (as Ultralytics' VOC conversion does).
 
 An XML without an image, and (with ``unlabeled: report``) an image without any XML, become issue records.
 """
@@ -35,12 +37,14 @@ class VOCOptions:
         unlabeled: images that no XML covers: ``report`` them (issue records), ``empty`` (records without boxes,
             i.e. defect-free images) or ``skip`` them silently.
         on_error: ``raise`` (default) a ``DataError`` on a malformed XML, or ``skip`` it (issue record).
+        difficult: ``keep`` (default) or ``drop`` the objects marked ``<difficult>1</difficult>``.
     """
 
     images: str = "JPEGImages"
     annotations: str | list[str] = "Annotations"
     unlabeled: Literal["report", "empty", "skip"] = "report"
     on_error: Literal["raise", "skip"] = "raise"
+    difficult: Literal["keep", "drop"] = "keep"
 
 
 def _text(node: ET.Element, tag: str, where: str) -> str:
@@ -50,8 +54,21 @@ def _text(node: ET.Element, tag: str, where: str) -> str:
     return child.text.strip()
 
 
-def parse_xml(path: Path) -> list[BoxAnnotation]:
-    """Parse one VOC XML into boxes; ``DataError`` naming the file (and line/object) when malformed."""
+def _is_difficult(obj: ET.Element, where: str) -> bool:
+    node = obj.find("difficult")
+    text = (node.text or "").strip() if node is not None else ""
+    if text not in ("", "0", "1"):
+        raise DataError(f"{where}: <difficult> is '{text}', expected 0 or 1")
+    return text == "1"
+
+
+def parse_xml(path: Path, drop_difficult: bool = False) -> list[BoxAnnotation]:
+    """Parse one VOC XML into boxes; ``DataError`` naming the file (and line/object) when malformed.
+
+    Args:
+        path: the XML file.
+        drop_difficult: leave out the objects marked ``<difficult>1</difficult>``.
+    """
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
@@ -64,6 +81,8 @@ def parse_xml(path: Path) -> list[BoxAnnotation]:
     for i, obj in enumerate(root.iter("object")):
         where = f"{path}: object {i}"
         name = _text(obj, "name", where)
+        if _is_difficult(obj, f"{where} ('{name}')") and drop_difficult:
+            continue
         bnd = obj.find("bndbox")
         if bnd is None:
             raise DataError(f"{where} ('{name}'): missing <bndbox>")
@@ -72,8 +91,8 @@ def parse_xml(path: Path) -> list[BoxAnnotation]:
     return boxes
 
 
-def _parse_all(paths: list[Path]) -> list[BoxAnnotation]:
-    return [b for p in paths for b in parse_xml(p)]
+def _parse_all(paths: list[Path], drop_difficult: bool) -> list[BoxAnnotation]:
+    return [b for p in paths for b in parse_xml(p, drop_difficult)]
 
 
 @SOURCES.register(NAME)
@@ -105,7 +124,7 @@ def convert(root: Path, **options: Any) -> Iterator[ImageRecord]:
             issue = [] if opts.unlabeled == "empty" else [f"{images[stem]}: no VOC XML for this image in {ann_dirs}"]
             yield make_record(NAME, images[stem], [], None, {}, issue)
             continue
-        boxes, issues = parse_guarded(opts.on_error, _parse_all, files)
+        boxes, issues = parse_guarded(opts.on_error, _parse_all, files, opts.difficult == "drop")
         image = images.get(stem, image_dir / f"{stem}.jpg")
         meta = {"label_files": [str(f) for f in files]} if len(files) > 1 else {}
         yield make_record(NAME, image, boxes or [], files[0], meta, issues)

@@ -37,6 +37,23 @@ def test_pairs_by_stem_and_reads_names(neu):
     assert recs[0].label_file.name == "patches_2.xml"
 
 
+def test_difficult_objects_kept_or_dropped(tmp_path):
+    write_image(tmp_path / "IMAGES/a.jpg", 32, 24)
+    xml = voc_xml("a", [("crazing", (1, 1, 9, 9)), ("crazing", (2, 2, 8, 8)), ("pitted", (3, 3, 7, 7))])
+    xml = xml.replace("<difficult>0</difficult>", "<difficult>1</difficult>", 1)  # the first object
+    xml = xml.replace("<difficult>0</difficult>", "", 1)  # the second has no <difficult> at all
+    _xml(tmp_path / "ANNOTATIONS/a.xml", xml)
+    kept = list(convert(tmp_path, images="IMAGES", annotations="ANNOTATIONS"))
+    assert [a.bbox for a in kept[0].annotations] == [(1, 1, 9, 9), (2, 2, 8, 8), (3, 3, 7, 7)]
+    dropped = list(convert(tmp_path, images="IMAGES", annotations="ANNOTATIONS", difficult="drop"))
+    assert [(a.label, a.bbox) for a in dropped[0].annotations] == [("crazing", (2, 2, 8, 8)), ("pitted", (3, 3, 7, 7))]
+    _xml(tmp_path / "ANNOTATIONS/a.xml", xml.replace("<difficult>1</difficult>", "<difficult>yes</difficult>"))
+    with pytest.raises(DataError, match=r"a\.xml: object 0 \('crazing'\): <difficult> is 'yes', expected 0 or 1"):
+        list(convert(tmp_path, images="IMAGES", annotations="ANNOTATIONS"))
+    with pytest.raises(ConfigError, match="difficult"):
+        list(convert(tmp_path, images="IMAGES", annotations="ANNOTATIONS", difficult="ignore"))
+
+
 def test_cplid_two_folders_merge_per_stem(tmp_path):
     root = tmp_path / "Defective_Insulators"
     for stem in ("000", "001"):

@@ -33,6 +33,10 @@ from typing import Any, Literal
 from rtvp.config import from_dict, load_yaml, to_dict
 from rtvp.errors import ConfigError
 
+MIN_OPEN_TRAIN_SHARE = 0.1
+"""Share of a scene's images that must stay usable for ``open_train``: the unseen choice's floor by default and the
+threshold of the report's starved-scene warning (``rtvp.bench.stats.scene_warnings``)."""
+
 
 @dataclass(frozen=True)
 class SourceSpec:
@@ -90,7 +94,7 @@ class SplitSpec:
     tau: float = 0.5
     unseen_classes: list[str] = field(default_factory=list)
     unseen_scenes: list[str] = field(default_factory=list)
-    min_open_train_share: float = 0.1
+    min_open_train_share: float = MIN_OPEN_TRAIN_SHARE
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:

@@ -21,12 +21,12 @@ from typing import Any
 import yaml
 
 from rtvp.bench.attributes import size_class
+from rtvp.bench.recipe import MIN_OPEN_TRAIN_SHARE
 from rtvp.config import atomic_write_bytes, atomic_write_text
 from rtvp.errors import DataError
 
 SPLITS = ("closed_train", "closed_val", "open_train", "open_val")
 SIZES = ("small", "medium", "large")
-OPEN_TRAIN_WARN_SHARE = 0.1  # warn when a scene with seen classes keeps less of its closed_train images in open_train
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _super_table(scenes: Table) -> Table:
 def scene_warnings(scenes: Table) -> list[str]:
     """Warnings for scenes whose seen classes the open protocol barely trains.
 
-    A scene with seen classes is named when it keeps less than ``OPEN_TRAIN_WARN_SHARE`` of its ``closed_train``
+    A scene with seen classes is named when it keeps less than ``MIN_OPEN_TRAIN_SHARE`` of its ``closed_train``
     images in ``open_train`` (the others hold an unseen class), e.g. every DeepPCB image shows most PCB defects.
 
     Args:
@@ -183,7 +183,7 @@ def scene_warnings(scenes: Table) -> list[str]:
     out = []
     for row in scenes.rows:
         scene, seen, n_train, n_open = (row[col[k]] for k in ("scene", "seen", "train images", "open train images"))
-        if seen and n_train and n_open < OPEN_TRAIN_WARN_SHARE * n_train:
+        if seen and n_train and n_open < MIN_OPEN_TRAIN_SHARE * n_train:
             out.append(f"scene '{scene}': open_train keeps {n_open} of its {n_train} closed_train images (the others "
                        f"hold an unseen class), so the open protocol barely trains its {seen} seen classes; name "
                        f"other classes in the recipe's split.unseen_classes, or change split.seed")

@@ -3,7 +3,7 @@
 - benchmarks: ``quick_bench`` (``rtvp data synth`` + ``rtvp data build configs/benchmarks/synth.yaml``),
   ``recipe_bench`` (``rtvp data build RECIPE``), ``subset_bench`` (seeded share of the training images);
 - training: ``make_config`` (a ``TrainConfig`` from a :class:`Budget` + switches) and ``train_run`` (one call of
-  ``rtvp.engine.stages.train``; runs are content-addressed under ``<runs>/train/`` so every script that asks for the
+  ``rtvp.train.stages.train``; runs are content-addressed under ``<runs>/train/`` so every script that asks for the
   same config reuses the checkpoint, and an interrupted run resumes from ``last.pt``);
 - evaluation: ``evaluate_weights`` (``predict_split`` + ``evaluate``) and ``evaluate_expert_generalized``.
 """
@@ -85,7 +85,7 @@ def budget_from_args(args: Any) -> Budget:
 
 def setup_logging() -> None:
     """Show the trainer's per-epoch summaries (indented under the cell headers) and the no-SAM warning once."""
-    from rtvp.engine.loggers import console_logging
+    from rtvp.train.loggers import console_logging
 
     console_logging(indent="  ")
     warnings.filterwarnings("once", message="no sam_weights given")
@@ -159,7 +159,7 @@ def subset_bench(bench: Path, fraction: float, seed: int, out: Path) -> Path:
     ``open_train`` keeps the same images (those of the subset it holds), so both protocols see one image pool; the
     val splits are unchanged. ``fraction >= 1`` returns ``bench`` itself.
     """
-    from rtvp.engine.bench_version import scratch_bench
+    from rtvp.bench.version import scratch_bench
 
     if fraction >= 1.0:
         return Path(bench)
@@ -192,7 +192,7 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
     ``stage="expert"`` trains stage 1 alone for ``budget.expert_epochs`` (a one-stage run trains ``cfg.epochs``).
     """
     from rtvp.config import apply_overrides
-    from rtvp.engine.config import TrainConfig
+    from rtvp.train.config import TrainConfig
 
     epochs = budget.expert_epochs if stage == "expert" else budget.epochs
     cfg = TrainConfig(data=Path(bench), protocol=protocol, stage=stage, expert_weights=expert_weights,
@@ -227,8 +227,8 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
     from rtvp.config import atomic_write_text
-    from rtvp.engine.stages import stage_dirs
-    from rtvp.engine.stages import train as train_stages
+    from rtvp.train.stages import stage_dirs
+    from rtvp.train.stages import train as train_stages
 
     key = run_key(cfg)
     same = sorted((Path(runs_root) / "train").glob(f"*-{key}"))  # the same config trained under another name
@@ -272,8 +272,8 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int, batch: int = 16,
                      device: str = "auto") -> dict[str, Any]:
     """``predict_split`` on the protocol's val split + ``evaluate``; adds inference images/s (incl. data loading)."""
-    from rtvp.engine.evaluator import evaluate, protocol_files
-    from rtvp.engine.inference import predict_split
+    from rtvp.evaluation.evaluator import evaluate, protocol_files
+    from rtvp.evaluation.inference import predict_split
 
     val_json, train_json = protocol_files(Path(bench), protocol)
     t0 = time.perf_counter()
@@ -292,9 +292,9 @@ def evaluate_expert_generalized(weights: str | Path, bench: Path, imgsz: int, ba
 
     Its AP on every unseen class is 0 by construction (it has no output for them), which the evaluator reports.
     """
-    from rtvp.engine.evaluator import evaluate, protocol_files
-    from rtvp.engine.inference import bind_categories, run_split, split_dataset
-    from rtvp.engine.loading import load_model
+    from rtvp.evaluation.evaluator import evaluate, protocol_files
+    from rtvp.evaluation.inference import bind_categories, run_split, split_dataset
+    from rtvp.predict.loading import load_model
 
     model, meta = load_model(weights, resolve_device(device))
     ds = split_dataset(Path(bench), "open_val", "generalized", imgsz, meta.in_channels)
@@ -312,8 +312,8 @@ def evaluate_expert_generalized(weights: str | Path, bench: Path, imgsz: int, ba
 
 def model_cost(weights: str | Path, imgsz: int, prompts: int) -> dict[str, float]:
     """Parameters (M, all incl. frozen; text encoder excluded) and GFLOPs at ``imgsz`` with ``prompts`` classes."""
-    from rtvp.engine.loading import load_model
     from rtvp.models.cost import flop_report
+    from rtvp.predict.loading import load_model
 
     model, _ = load_model(weights, "cpu")
     params = sum(p.numel() for p in model.parameters())

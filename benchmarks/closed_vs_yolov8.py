@@ -46,7 +46,7 @@ KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 def fixed_split(bench: Path, dataset: str, root: Path, out: Path) -> Path:
     """Copy of ``bench`` with ``closed_{train,val}`` re-split by the dataset's fixed rule (open splits untouched)."""
-    from rtvp.engine.bench_version import scratch_bench
+    from rtvp.bench.version import scratch_bench
 
     if (out / "benchmark.yaml").is_file():
         return out
@@ -90,7 +90,7 @@ def yolo_cell(args: Any, bench: Path, data_yaml: Path, setup: dict[str, Any], da
     """Train YOLOv8 in the venv, predict the val images there, score the boxes with rtvp's evaluator."""
     from _yolo import run_yolo
 
-    from rtvp.engine.evaluator import evaluate
+    from rtvp.evaluation.evaluator import evaluate
 
     spec = {"data": str(data_yaml), "model": f"{args.yolo_model}.yaml", "epochs": setup["epochs"],
             "imgsz": setup["imgsz"], "batch": setup["batch"], "workers": args.workers, "threads": args.threads,

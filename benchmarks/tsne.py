@@ -77,8 +77,8 @@ def region_embeddings(weights: str, bench: Path, imgsz: int, device: str, max_bo
     import torch
     from torch.utils.data import DataLoader
 
-    from rtvp.engine.inference import bind_categories, split_dataset, split_vocabulary
-    from rtvp.engine.loading import build_encoder, load_model
+    from rtvp.evaluation.inference import bind_categories, split_dataset, split_vocabulary
+    from rtvp.predict.loading import build_encoder, load_model
 
     model, meta = load_model(weights, resolve_device(device))
     ds = split_dataset(bench, "open_val", "open", imgsz, meta.in_channels)

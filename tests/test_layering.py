@@ -1,4 +1,8 @@
-"""The import graph points one way: sources -> bench -> data -> models -> loss -> engine -> tasks -> service/cli."""
+"""The import graph points one way.
+
+sources -> bench -> data -> models -> loss -> checkpoint -> {train, predict} -> {evaluation, deploy} -> {annotate, tasks}
+-> service -> cli. train and predict never import each other; train never imports evaluation (it arrives as a hook).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rtvp"
-RANK = {"sources": 1, "bench": 2, "data": 3, "models": 4, "loss": 5, "engine": 6, "tasks": 7, "service": 8, "cli": 9}
+RANK = {
+    "sources": 1, "bench": 2, "data": 3, "models": 4, "loss": 5, "checkpoint": 6,
+    "train": 7, "predict": 7, "evaluation": 8, "deploy": 8, "annotate": 9, "tasks": 9, "service": 10, "cli": 11,
+}
+SIBLINGS_APART = [("train", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
 LEAVES = {"registry", "errors", "structures", "config", "imaging", "__init__", "vocabulary"}
 
 
@@ -53,12 +61,20 @@ def test_imports_point_back_up_the_chain(path: Path):
         if dep in LEAVES:
             continue
         assert RANK.get(dep, 0) <= own_rank, f"{path}: {own} imports {mod} (later stage)"
+        for a, b in SIBLINGS_APART:
+            assert {own, dep} != {a, b}, f"{path}: {own} imports {mod} ({a} and {b} never import each other)"
 
 
-def test_trainer_and_predictor_boundaries():
-    engine = SRC / "engine"
-    for f in engine.glob("train*.py"):
-        assert not any("evaluat" in m for m in _imports(f)), f"{f} imports the evaluator (use a hook)"
-    for f in list(engine.glob("predict*.py")) + list((SRC / "service").rglob("*.py")):
+def test_every_package_is_ranked():
+    packages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    modules = {p.stem for p in SRC.glob("*.py")}
+    assert packages <= set(RANK), f"unranked packages: {sorted(packages - set(RANK))}"
+    assert modules <= set(RANK) | LEAVES, f"unranked modules: {sorted(modules - set(RANK) - LEAVES)}"
+
+
+def test_train_never_imports_evaluation_and_predict_never_imports_training_code():
+    for f in (SRC / "train").rglob("*.py"):
+        assert not any(m.startswith("rtvp.evaluation") for m in _imports(f)), f"{f} imports evaluation (use a hook)"
+    for f in list((SRC / "predict").rglob("*.py")) + list((SRC / "service").rglob("*.py")):
         for m in _imports(f):
-            assert not m.startswith(("rtvp.loss", "rtvp.data", "rtvp.engine.train")), f"{f} imports {m}"
+            assert not m.startswith(("rtvp.loss", "rtvp.data", "rtvp.train")), f"{f} imports {m}"

@@ -34,7 +34,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question about an image; every answer cites the boxes it rests on."""
     from rtvp.cli.ground import save_annotated
-    from rtvp.engine.predictor import Predictor
+    from rtvp.predict.predictor import Predictor
     from rtvp.tasks.facts import facts_from_detections
     from rtvp.tasks.grounding import image_size
     from rtvp.tasks.llm import ENV_URL, LLMAnswerer

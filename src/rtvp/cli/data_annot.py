@@ -1,7 +1,7 @@
 """``rtvp data autolabel | review export | review import | quality``: the annotation pipeline (paper §3.1.2-3.1.3).
 
-Thin wrappers over :mod:`rtvp.engine.autolabel`, :mod:`rtvp.engine.review`, :mod:`rtvp.engine.quality` and
-:mod:`rtvp.engine.label_noise`; heavy imports stay inside the commands.
+Thin wrappers over :mod:`rtvp.annotate.autolabel`, :mod:`rtvp.annotate.review`, :mod:`rtvp.annotate.quality` and
+:mod:`rtvp.annotate.label_noise`; heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _print_quality(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rtvp.engine.quality import scene_rows, summary_rows
+    from rtvp.annotate.quality import scene_rows, summary_rows
 
     console = Console()
     table = Table(title="Annotation quality", title_justify="left", box=box.SIMPLE_HEAD)
@@ -87,7 +87,7 @@ def quality(
 
     Compares two labellings of the same images and/or retrains per label-noise level; prints a Table II-like report.
     """
-    from rtvp.engine.quality import match_files, summarize, write_report
+    from rtvp.annotate.quality import match_files, summarize, write_report
 
     if (reference is None) != (candidate is None) or (reference is None and noise_bench is None):
         raise ConfigError("give REFERENCE and CANDIDATE COCO files, and/or --noise-experiment BENCH")
@@ -99,9 +99,9 @@ def quality(
     if noise_bench is not None:
         from dataclasses import replace
 
+        from rtvp.annotate.label_noise import noise_robustness
         from rtvp.cli.train import build_config
-        from rtvp.engine.label_noise import noise_robustness
-        from rtvp.engine.loggers import console_logging
+        from rtvp.train.loggers import console_logging
 
         console_logging()
 
@@ -131,7 +131,7 @@ def review_export(
     include_reviewed: bool = typer.Option(False, "--all", help="Also export items already reviewed."),
 ) -> None:
     """Export the pending review items as Label Studio tasks with the detectors' boxes as predictions."""
-    from rtvp.engine.review import export_labelstudio
+    from rtvp.annotate.review import export_labelstudio
 
     path, tasks, regions = export_labelstudio(source, out, prefix, include_reviewed)
     typer.echo(f"wrote {tasks} tasks ({regions} candidate regions) to {path} and the labeling config "
@@ -145,7 +145,7 @@ def review_import(
     out: Path | None = typer.Option(None, "--out", help="New benchmark version (default: update --bench)."),
 ) -> None:
     """Apply accept / edit / reject / added decisions to closed_train (provenance source: expert)."""
-    from rtvp.engine.review import apply_review
+    from rtvp.annotate.review import apply_review
 
     s = apply_review(file, bench, out)
     typer.echo(f"{s['reviewed_images']} reviewed images: {s['accepted']} accepted, {s['edited']} edited, "
@@ -191,9 +191,9 @@ def autolabel(
     overrides: list[str] = typer.Option([], "--set", help="TrainConfig override key=value, e.g. model.sam=false."),
 ) -> None:
     """Auto-annotate the unlabelled images with two detectors; agreed boxes -> new benchmark, the rest -> review."""
-    from rtvp.engine.autolabel import AutolabelConfig
-    from rtvp.engine.autolabel import autolabel as run
-    from rtvp.engine.loggers import console_logging
+    from rtvp.annotate.autolabel import AutolabelConfig
+    from rtvp.annotate.autolabel import autolabel as run
+    from rtvp.train.loggers import console_logging
 
     console_logging()
     cfg = AutolabelConfig(labeled_fraction=labeled_fraction,

@@ -40,8 +40,8 @@ def make_benchmark(out: Path, images: int, size: int, seed: int) -> Path:
 
 def train_protocol(bench: Path, out: Path, protocol: str, base: Any) -> Path:
     """Train one protocol (expert pre-training + full model) from the ``TrainConfig`` ``base``; returns best.pt."""
-    from rtvp.engine.stages import train as train_stages
-    from rtvp.engine.validation import make_eval_factory
+    from rtvp.evaluation.validation import make_eval_factory
+    from rtvp.train.stages import train as train_stages
 
     cfg = dataclasses.replace(base, data=bench, protocol=protocol, out=out / "runs" / protocol, exist_ok=True)
     result = train_stages(cfg, make_eval=make_eval_factory(cfg))
@@ -50,8 +50,8 @@ def train_protocol(bench: Path, out: Path, protocol: str, base: Any) -> Path:
 
 def evaluate_weights(weights: Path, bench: Path, protocol: str, imgsz: int, device: str) -> dict[str, Any]:
     """Metrics of a checkpoint on a protocol (generalized for the open run, so seen/unseen/HM are reported)."""
-    from rtvp.engine.evaluator import evaluate, protocol_files
-    from rtvp.engine.inference import predict_split
+    from rtvp.evaluation.evaluator import evaluate, protocol_files
+    from rtvp.evaluation.inference import predict_split
 
     val_json, train_json = protocol_files(bench, protocol)
     results = predict_split(weights, bench, val_json.stem, protocol, imgsz=imgsz, device=device)
@@ -67,9 +67,9 @@ def draw_examples(weights: Path, bench: Path, out: Path, count: int, device: str
     """Draw the detections of ``count`` closed-val images into ``out``."""
     import cv2
 
-    from rtvp.engine.draw import draw_detections
-    from rtvp.engine.predictor import Predictor
     from rtvp.imaging import read_image
+    from rtvp.predict.draw import draw_detections
+    from rtvp.predict.predictor import Predictor
 
     val = json.loads((bench / "annotations" / "closed_val.json").read_text())
     paths = [bench / im["file_name"] for im in val["images"] if im.get("source") != ""][:count]
@@ -105,7 +105,7 @@ def demo(
     from rich.table import Table
 
     from rtvp.config import apply_overrides, atomic_write_text
-    from rtvp.engine.config import TrainConfig
+    from rtvp.train.config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     console, start = Console(width=120), time.perf_counter()

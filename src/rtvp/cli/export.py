@@ -23,10 +23,10 @@ def export(
     iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold (baked in with --nms; runner default)."),
     max_det: int = typer.Option(300, "--max-det", help="Detections per image (runner default)."),
 ) -> None:
-    """Export a checkpoint for deployment; run it with rtvp.engine.onnx_runner.OnnxPredictor."""
+    """Export a checkpoint for deployment; run it with rtvp.deploy.onnx_runner.OnnxPredictor."""
     if fmt.lower() != "onnx":
         raise ConfigError(f"--format {fmt}: only 'onnx' is supported")
-    from rtvp.engine.export import export_onnx, sidecar_path
+    from rtvp.deploy.export import export_onnx, sidecar_path
     from rtvp.vocabulary import parse_prompts
 
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None

@@ -26,9 +26,9 @@ def save_annotated(image: Path, dets: Detections, highlight: set[int] | None, ou
     import cv2
 
     from rtvp.config import atomic_write_bytes
-    from rtvp.engine.draw import draw_detections
     from rtvp.errors import ConfigError
     from rtvp.imaging import read_image
+    from rtvp.predict.draw import draw_detections
 
     canvas = draw_detections(read_image(image, 3), dets, highlight, names=names)
     ok, buf = cv2.imencode(out.suffix or ".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
@@ -49,7 +49,7 @@ def ground_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write the image with the grounded box(es) drawn."),
 ) -> None:
     """Ground a phrase: the defect words are the detector's vocabulary, location/size words re-rank the boxes."""
-    from rtvp.engine.predictor import Predictor
+    from rtvp.predict.predictor import Predictor
     from rtvp.structures import Detections
     from rtvp.tasks.grounding import ground, parse_query
 
@@ -87,7 +87,7 @@ def ground_eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Grounding Acc@0.5: queries are the class texts present in each image (+ location words)."""
-    from rtvp.engine.predictor import Predictor
+    from rtvp.predict.predictor import Predictor
     from rtvp.tasks.grounding import evaluate_grounding
 
     metrics = evaluate_grounding(Predictor(weights, device=device, imgsz=imgsz, conf=conf), data, split, protocol)

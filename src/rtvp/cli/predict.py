@@ -26,9 +26,9 @@ def predict(
 
     Without --prompts the checkpoint's own vocabulary is used.
     """
-    from rtvp.engine.predict_outputs import save_predictions
-    from rtvp.engine.predictor import Predictor
-    from rtvp.engine.sources_io import iter_sources
+    from rtvp.predict.inputs import iter_sources
+    from rtvp.predict.outputs import save_predictions
+    from rtvp.predict.predictor import Predictor
     from rtvp.vocabulary import parse_prompts
 
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None

@@ -30,7 +30,7 @@ def serve(
     """Serve /v1/detect, /v1/ground, /v1/ask, /v1/model, /health, the web page at / and /openapi.json."""
     import uvicorn
 
-    from rtvp.engine.predictor import Predictor
+    from rtvp.predict.predictor import Predictor
     from rtvp.service import ServeSettings, create_app
     from rtvp.service.settings import api_key_from_env
     from rtvp.tasks import LLMAnswerer, OfflineAnswerer

@@ -24,13 +24,13 @@ def val(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns."""
-    from rtvp.engine.evaluator import evaluate, format_table, protocol_files
+    from rtvp.evaluation.evaluator import evaluate, format_table, protocol_files
 
     if (weights is None) == (predictions is None):
         raise ConfigError("give exactly one of --weights (run a checkpoint) or --predictions (a COCO results file)")
     val_json, train_json = protocol_files(data, protocol)
     if weights is not None:
-        from rtvp.engine.inference import predict_split
+        from rtvp.evaluation.inference import predict_split
 
         results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device)
         if save is not None:

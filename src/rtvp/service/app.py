@@ -71,7 +71,7 @@ def create_app(
     """Build the service around a predictor.
 
     Args:
-        predictor: ``rtvp.engine.predictor.Predictor`` or any object with ``vocabulary``, ``set_prompts`` and
+        predictor: ``rtvp.predict.predictor.Predictor`` or any object with ``vocabulary``, ``set_prompts`` and
             ``predict`` (see ``rtvp.service.inference.SupportsPredictor``).
         settings: limits, API key and workers (default: ``ServeSettings()``).
         answerer: VQA answerer for ``/v1/ask`` (default: ``OfflineAnswerer()``; or ``rtvp.tasks.LLMAnswerer``).

@@ -29,7 +29,7 @@ BATCHING = "not batched: decoding runs in parallel worker threads, inference is 
 
 
 class SupportsPredictor(Protocol):
-    """The part of ``rtvp.engine.predictor.Predictor`` the service uses (optional: ``conf``, ``iou``, ``imgsz``)."""
+    """The part of ``rtvp.predict.predictor.Predictor`` the service uses (optional: ``conf``, ``iou``, ``imgsz``)."""
 
     vocabulary: list[str]
 

@@ -1,6 +1,6 @@
 """Detections -> structured, JSON-serialisable facts about one image: the only thing answerers see.
 
-Per box (id = the detection's index, so ``dets[id]`` is the box, as ``rtvp.engine.draw`` labels it ``#id``;
+Per box (id = the detection's index, so ``dets[id]`` is the box, as ``rtvp.predict.draw`` labels it ``#id``;
 answers cite ``[#id]``):
 
 * ``defect``: canonical vocabulary term when known (the prompt's resolution, else a term found inside the class text:

@@ -25,7 +25,7 @@ IOU_THRESHOLD = 0.5
 
 
 class SupportsPredict(Protocol):
-    """The part of ``rtvp.engine.predictor.Predictor`` grounding needs."""
+    """The part of ``rtvp.predict.predictor.Predictor`` grounding needs."""
 
     def predict(self, sources: list[Any], prompts: list[str] | None = None) -> list[Detections]:
         """Detections per source for a vocabulary (None: the checkpoint's)."""

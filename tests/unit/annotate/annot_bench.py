@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from rtvp import __version__
+from rtvp.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from rtvp.config import to_dict
-from rtvp.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from rtvp.models import ExpertDetector, ModelConfig, build_model
 from rtvp.models.text import build_text_encoder
 from toybench import STEEL_WOOD, annotation, render_colored, standard_splits, write_rgb, write_splits

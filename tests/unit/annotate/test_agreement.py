@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rtvp.engine.agreement import ImageLabels, agree, iou_xyxy
+from rtvp.annotate.agreement import ImageLabels, agree, iou_xyxy
 
 
 def L(*rows):  # noqa: N802 - (x1, y1, x2, y2, score, cat) rows -> ImageLabels

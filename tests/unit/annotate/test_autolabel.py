@@ -7,14 +7,14 @@ import pytest
 from annot_bench import tree_bytes
 from typer.testing import CliRunner
 
+from rtvp.annotate.agreement import ImageLabels
+from rtvp.annotate.autolabel import AutolabelConfig, autolabel, build_version, select_labeled
+from rtvp.annotate.cache import PredictionCache, class_map
 from rtvp.bench.check import check_benchmark
+from rtvp.bench.version import read_splits
 from rtvp.cli.main import app
-from rtvp.engine import predictor as predictor_mod
-from rtvp.engine.agreement import ImageLabels
-from rtvp.engine.autolabel import AutolabelConfig, autolabel, build_version, select_labeled
-from rtvp.engine.autolabel_cache import PredictionCache, class_map
-from rtvp.engine.bench_version import read_splits
 from rtvp.errors import ConfigError
+from rtvp.predict import predictor as predictor_mod
 
 
 def test_labelled_subset_is_seeded_and_stratified():
@@ -139,7 +139,7 @@ def test_cli_trains_both_detectors_end_to_end(bench, tmp_path):
     res = CliRunner().invoke(app, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "expert-labelled images" in res.output and "review queue:" in res.output
-    from rtvp.engine.checkpoint import load_checkpoint
+    from rtvp.checkpoint import load_checkpoint
 
     expert = load_checkpoint(out / "work" / "expert" / "weights" / "best.pt")
     ov = load_checkpoint(out / "work" / "ov" / "weights" / "best.pt")

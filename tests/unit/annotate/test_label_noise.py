@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from rtvp.engine import label_noise
-from rtvp.engine.config import TrainConfig
-from rtvp.engine.label_noise import inject_label_noise, noise_robustness
+from rtvp.annotate import label_noise
+from rtvp.annotate.label_noise import inject_label_noise, noise_robustness
 from rtvp.errors import ConfigError
 from rtvp.models import ModelConfig
+from rtvp.train.config import TrainConfig
 
 
 def _coco(n=200, classes=(1, 2, 3, 4)):

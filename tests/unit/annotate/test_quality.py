@@ -9,8 +9,7 @@ from scipy.stats import f_oneway
 from sklearn.metrics import cohen_kappa_score
 from typer.testing import CliRunner
 
-from rtvp.cli.main import app
-from rtvp.engine.quality import (
+from rtvp.annotate.quality import (
     anova,
     cohen_kappa,
     compare_coco,
@@ -20,6 +19,7 @@ from rtvp.engine.quality import (
     summarize,
     write_report,
 )
+from rtvp.cli.main import app
 from rtvp.errors import DataError
 
 CATS = [{"id": 1, "name": "scratch"}, {"id": 2, "name": "hole"}]

@@ -8,13 +8,14 @@ import pytest
 from annot_bench import tree_bytes
 from typer.testing import CliRunner
 
+from rtvp.annotate import review
+from rtvp.annotate.agreement import ImageLabels
+from rtvp.annotate.autolabel import AutolabelConfig, build_version
+from rtvp.annotate.review import apply_review, export_labelstudio, load_queue, to_labelstudio
+from rtvp.bench import version as bench_version
 from rtvp.bench.check import check_benchmark
+from rtvp.bench.version import read_splits, write_version
 from rtvp.cli.main import app
-from rtvp.engine import bench_version, review
-from rtvp.engine.agreement import ImageLabels
-from rtvp.engine.autolabel import AutolabelConfig, build_version
-from rtvp.engine.bench_version import read_splits, write_version
-from rtvp.engine.review import apply_review, export_labelstudio, load_queue, to_labelstudio
 from rtvp.errors import DataError
 
 

@@ -15,8 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import encode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-predict_toys = pytest.importorskip("predict_toys", reason="tests/unit/engine/predict_toys.py (tiny checkpoints)")
+import predict_toys
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,7 +29,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(checkpoint):
-    from rtvp.engine.predictor import Predictor
+    from rtvp.predict.predictor import Predictor
 
     return Predictor(checkpoint, conf=0.05)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import rtvp.engine.predictor as predictor_module
+import rtvp.predict.predictor as predictor_module
 from rtvp.cli.main import app
 from rtvp.structures import Detections
 
@@ -39,7 +39,7 @@ def fakes(monkeypatch, fake_predictor, scene_dets, grounding_table):
         return image
 
     monkeypatch.setattr(predictor_module, "Predictor", Patched)
-    monkeypatch.setitem(sys.modules, "rtvp.engine.draw", types.SimpleNamespace(draw_detections=draw))
+    monkeypatch.setitem(sys.modules, "rtvp.predict.draw", types.SimpleNamespace(draw_detections=draw))
     return made, drawn, names_seen
 
 

@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from rtvp import __version__
+from rtvp.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from rtvp.cli.main import app
 from rtvp.config import to_dict
-from rtvp.engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from rtvp.engine.predictor import Predictor
 from rtvp.models import ModelConfig, build_model
+from rtvp.predict.predictor import Predictor
 from rtvp.tasks.grounding import evaluate_grounding, parse_query, rank
 
 

@@ -1,0 +1,179 @@
+"""Benchmark inference: a checkpoint (``rtvp val --weights``) or a live model (the trainer's eval hook) on a split.
+
+Images come from ``rtvp.data.DetectionDataset`` (``augment=False``: plain letterbox); the model run, NMS and
+un-letterboxing are the predictor's (:func:`rtvp.predict.predictor.run_batch`), so ``rtvp predict`` and
+``rtvp val`` produce the same boxes. Vocabulary: every category for the closed and generalized protocols, the
+unseen ones for the open protocol (the evaluator then restricts the ground truth the same way).
+
+Examples:
+    >>> results = predict_split("runs/exp/weights/best.pt", Path("bench"), "closed_val", "closed")  # doctest: +SKIP
+    >>> eval_fn = make_eval_fn(Path("bench"), "open", imgsz=320)  # doctest: +SKIP
+    >>> metrics = eval_fn(trainer.eval_model, vocabulary)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rtvp.data import DetectionDataset
+from rtvp.errors import ConfigError, DataError
+from rtvp.models.expert import ExpertDetector
+from rtvp.predict.inputs import coco_results
+from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
+from rtvp.predict.predictor import Letterboxed, check_device, run_batch
+
+PROTOCOLS = ("closed", "open", "generalized")
+EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # COCO-style evaluation thresholds
+
+
+def split_vocabulary(categories: Sequence[dict[str, Any]], protocol: str) -> list[int]:
+    """Indices (into ``categories``) of the classes prompted under ``protocol``: all, or the unseen ones (open)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol '{protocol}'; choose one of {list(PROTOCOLS)}")
+    if protocol != "open":
+        return list(range(len(categories)))
+    unseen = [i for i, c in enumerate(categories) if c.get("split", "seen") == "unseen"]
+    if not unseen:
+        raise DataError("open protocol: the benchmark has no category with split 'unseen'")
+    return unseen
+
+
+def split_dataset(bench: Path, split: str, protocol: str, imgsz: int, channels: int) -> DetectionDataset:
+    """The un-augmented dataset of ``bench/annotations/<split>.json`` (every category allowed on val splits)."""
+    if imgsz < 32 or imgsz % 32:
+        raise ConfigError(f"imgsz={imgsz} must be a positive multiple of 32 (the largest stride)")
+    return DetectionDataset(bench, split, "closed" if protocol == "closed" else "open", imgsz=imgsz,
+                            augment=False, channels=channels)
+
+
+def bind_categories(model: nn.Module, meta: ModelMeta, categories: Sequence[dict[str, Any]],
+                    encoder: Callable[[], Any]) -> PromptedModel:
+    """The model prompted with the given categories' texts (an expert maps them onto its own classes)."""
+    texts = [str(c.get("text") or c.get("name")) for c in categories]
+    return bind_prompts(model, meta, texts, encoder, resolve=False)[0]
+
+
+@torch.no_grad()
+def run_split(prompted: PromptedModel, dataset: DetectionDataset, category_ids: Sequence[int], batch: int = 8,
+              conf: float = EVAL_CONF, iou: float = EVAL_IOU, max_det: int = EVAL_MAX_DET,
+              workers: int = 0) -> list[dict[str, Any]]:
+    """COCO results of ``prompted`` over ``dataset``; prompt ``k`` is reported as ``category_ids[k]``."""
+    device = next(prompted.parameters()).device
+    was_training = prompted.model.training
+    prompted.eval()
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=dataset.collator)
+    results: list[dict[str, Any]] = []
+    try:
+        for b in loader:
+            geo = Letterboxed(b.scales.double().numpy(), b.pads.numpy(), b.orig_sizes.numpy())
+            images = b.images.to(device, non_blocking=True)
+            dets, _ = run_batch(prompted, images, geo, [], conf, iou, max_det)
+            for image_id, d in zip(b.image_ids, dets, strict=True):
+                results += coco_results(d, image_id, category_ids=category_ids)
+    finally:
+        prompted.train(was_training)
+    return results
+
+
+def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol: str, imgsz: int | None = None,
+                  batch: int = 8, device: str = "cpu", workers: int = 0) -> list[dict[str, Any]]:
+    """Run a checkpoint over a benchmark split.
+
+    Args:
+        weights: checkpoint path or dict.
+        bench: benchmark folder.
+        split: split name, e.g. ``closed_val`` or ``open_val``.
+        protocol: ``closed`` | ``open`` | ``generalized`` (picks the vocabulary, see the module docstring).
+        imgsz: letterbox side (default: the checkpoint's training size).
+        batch: images per forward pass.
+        device: ``cpu`` | ``cuda`` | ``cuda:N``.
+        workers: data-loading worker processes.
+
+    Returns:
+        COCO results (``image_id, category_id, bbox [x, y, w, h], score``) that ``rtvp.evaluation.evaluator.evaluate``
+        accepts for that split.
+    """
+    model, meta = load_model(weights, check_device(device))
+    dataset = split_dataset(Path(bench), split, protocol, int(imgsz or meta.imgsz), meta.in_channels)
+    cats = [dataset.categories[i] for i in split_vocabulary(dataset.categories, protocol)]
+    encoder = _lazy(lambda: build_encoder(meta, str(device)))
+    prompted = bind_categories(model, meta, cats, encoder)
+    return run_split(prompted, dataset, [int(c["id"]) for c in cats], batch, workers=workers)
+
+
+def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings: torch.Tensor | None = None,
+                   imgsz: int = 640) -> ModelMeta:
+    """:class:`ModelMeta` of a live model (no checkpoint): its kind, vocabulary and (optional) text table."""
+    if isinstance(model, ExpertDetector):
+        return ModelMeta("expert", list(vocabulary), imgsz=imgsz, in_channels=model.expert.in_channels)
+    cfg = model.cfg
+    table = None if text_embeddings is None else text_embeddings.detach().float().cpu()
+    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=cfg.text_encoder, text_dim=model.text_dim,
+                     text_embeddings=table, imgsz=imgsz, in_channels=cfg.in_channels, source="<live model>")
+
+
+def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, device: str | None = None, *,
+                 split: str | None = None, text_embeddings: torch.Tensor | None = None, text_encoder: Any = None,
+                 workers: int = 0) -> Callable[..., dict[str, Any]]:
+    """An evaluation function for the trainer's ``EvalHook`` (the trainer never imports the evaluator).
+
+    Args:
+        bench: benchmark folder.
+        protocol: ``closed`` | ``open`` | ``generalized``.
+        imgsz: letterbox side.
+        batch: images per forward pass.
+        device: unused (kept for a uniform signature): the live model is evaluated on its own device, never moved.
+        split: split to evaluate (default: the protocol's val split).
+        text_embeddings: ``(C, Dt)`` class-text table aligned with the ``vocabulary`` passed at call time (e.g. the
+            trainer's); texts outside it are encoded with ``text_encoder``.
+        text_encoder: a ``TextEncoder`` (default: the model's ``cfg.text_encoder``, built on first need).
+        workers: data-loading worker processes.
+
+    Returns:
+        ``eval_fn(model, vocabulary=None) -> metrics``: ``vocabulary`` are the model's class texts (the expert's
+        classes, or the texts ``text_embeddings`` rows belong to; default: the benchmark's category texts). The
+        metrics are ``rtvp.evaluation.evaluator.evaluate``'s dict (``AP``, ``AP50``, ... and per-class breakdowns).
+    """
+    from rtvp.evaluation.evaluator import evaluate, protocol_files
+
+    val_json, train_json = protocol_files(Path(bench), protocol)
+    split = split or val_json.stem
+    state: dict[str, Any] = {"encoder": text_encoder}
+
+    def eval_fn(model: nn.Module, vocabulary: Sequence[str] | None = None) -> dict[str, Any]:
+        channels = model.expert.in_channels
+        if state.get("dataset") is None:
+            state["dataset"] = split_dataset(Path(bench), split, protocol, imgsz, channels)
+        ds = state["dataset"]
+        cats = [ds.categories[i] for i in split_vocabulary(ds.categories, protocol)]
+        vocab = list(vocabulary) if vocabulary is not None else [str(c.get("text") or c.get("name"))
+                                                                  for c in ds.categories]
+        meta = meta_for_model(model, vocab, text_embeddings, imgsz)
+
+        def encoder() -> Any:
+            if state["encoder"] is None:
+                state["encoder"] = build_encoder(meta, "cpu")
+            return state["encoder"]
+
+        prompted = bind_categories(model, meta, cats, encoder)
+        results = run_split(prompted, ds, [int(c["id"]) for c in cats], batch, workers=workers)
+        return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None)
+
+    return eval_fn
+
+
+def _lazy(factory: Callable[[], Any]) -> Callable[[], Any]:
+    cache: list[Any] = []
+
+    def get() -> Any:
+        if not cache:
+            cache.append(factory())
+        return cache[0]
+
+    return get

@@ -1,0 +1,100 @@
+"""Run a :class:`~rtvp.predict.predictor.Predictor` over sources and write what ``rtvp predict`` promises.
+
+``<out>/predictions.json`` (COCO results with ``file_name``, ``category_name``; image ids 1..N in input order over the
+readable images), ``<out>/labels/<stem>.txt`` (YOLO ``cls cx cy w h conf``, normalised), ``<out>/images/<name>``
+(boxes and labels drawn), with ``save_maps`` ``<out>/maps/<stem>_{uncertainty,selection}.png`` overlays, and
+``<out>/skipped.txt`` listing unreadable inputs. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtvp.config import atomic_write_bytes, atomic_write_text
+from rtvp.errors import DataError
+from rtvp.predict.draw import draw_detections, encode_image, overlay_heatmap
+from rtvp.predict.inputs import coco_results, unique_stems, write_json, write_yolo
+from rtvp.predict.predictor import Predictor
+from rtvp.vocabulary import Resolved
+
+DRAW_MIN_SIDE = 480  # drawn images smaller than this are upscaled so labels stay legible
+
+
+@dataclass
+class PredictSummary:
+    """What a run produced.
+
+    Attributes:
+        resolved: how each prompt was resolved.
+        counts: ``(source name, detections per prompt)`` per written image, input order.
+        skipped: ``(source, reason)`` of unreadable inputs.
+        results: the COCO results written to ``predictions.json``.
+        maps_missing: True when maps were asked for but the model has no RVP maps.
+    """
+
+    resolved: list[Resolved]
+    counts: list[tuple[str, list[int]]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    maps_missing: bool = False
+
+
+def display_names(resolved: Sequence[Resolved]) -> list[str]:
+    """ASCII names to draw: the prompt, else its canonical term (e.g. 划痕 -> scratch), else ``class <k>``."""
+    out = []
+    for k, r in enumerate(resolved):
+        options = [r.prompt, r.canonical or "", r.text]
+        out.append(next((o for o in options if o and o.isascii()), f"class {k}"))
+    return out
+
+
+def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, prompts: Sequence[str] | None = None,
+                     save_maps: bool = False, save_images: bool = True) -> PredictSummary:
+    """Predict every source and write the results under ``out``.
+
+    Args:
+        predictor: a loaded predictor (thresholds, size and batch already set).
+        sources: image files.
+        out: output folder (created).
+        prompts: prompts as typed; ``None`` uses the checkpoint vocabulary.
+        save_maps: also write uncertainty/selection overlays (models with RVP).
+        save_images: write the drawn images.
+
+    Returns:
+        A :class:`PredictSummary`.
+
+    Raises:
+        DataError: no source could be read.
+    """
+    out = Path(out)
+    resolved = predictor.set_prompts(prompts)
+    summary = PredictSummary(resolved)
+    names = display_names(resolved)
+    stems = dict(zip(map(str, sources), unique_stems([str(s) for s in sources]), strict=True))
+    skipped_before = len(predictor.skipped)
+    for image_id, pred in enumerate(predictor.stream(list(sources), prompts, save_maps), start=1):
+        stem, src = stems[pred.name], Path(pred.name)
+        h, w = pred.image.shape[:2]
+        dets = pred.detections
+        summary.results += coco_results(dets, image_id, file_name=str(src))
+        write_yolo(out / "labels" / f"{stem}.txt", dets, w, h)
+        if save_images:
+            drawn = draw_detections(pred.image, dets, names=names, min_side=DRAW_MIN_SIDE)
+            data, suffix = encode_image(drawn, src.suffix)
+            atomic_write_bytes(out / "images" / f"{stem}{suffix}", data)
+        if save_maps:
+            summary.maps_missing |= not pred.maps
+            for kind, heat in pred.maps.items():
+                data, _ = encode_image(overlay_heatmap(pred.image, heat, title=kind), ".png")
+                atomic_write_bytes(out / "maps" / f"{stem}_{kind}.png", data)
+        summary.counts.append((pred.name, [int((dets.class_id == k).sum()) for k in range(len(resolved))]))
+    summary.skipped = predictor.skipped[skipped_before:]
+    if summary.skipped:
+        atomic_write_text(out / "skipped.txt", "".join(f"{s}\t{why}\n" for s, why in summary.skipped))
+    if not summary.counts:
+        raise DataError(f"none of the {len(sources)} source image(s) could be read; see the messages above")
+    write_json(out / "predictions.json", summary.results)
+    return summary

@@ -1,0 +1,324 @@
+"""``Predictor``: checkpoint + prompts -> ``Detections`` in original pixels. Imports no training, loss or data code.
+
+Pipeline per batch: read (``rtvp.imaging``), convert to the checkpoint's channel count, letterbox to ``imgsz``, run the
+prompted model (``rtvp.predict.loading.PromptedModel``), keep (anchor, prompt) pairs above ``conf``, class-aware NMS,
+map boxes back through the letterbox. :func:`run_batch` is that model-run + un-letterbox step; the benchmark
+inference (``rtvp.evaluation.inference``) calls it too, so ``rtvp predict`` and ``rtvp val`` share one code path.
+
+Examples:
+    >>> pred = Predictor("runs/exp/weights/best.pt", conf=0.25)  # doctest: +SKIP
+    >>> dets = pred.predict([Path("board.jpg")], prompts=["scratch", "划痕", "hole in wood"])  # doctest: +SKIP
+    >>> dets[0].labels, dets[0].xyxy  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rtvp.errors import ConfigError, DataError
+from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
+from rtvp.models.decode import postprocess
+from rtvp.models.outputs import RawOutputs
+from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
+from rtvp.structures import Detections
+from rtvp.vocabulary import Resolved
+
+LOGGER = logging.getLogger("rtvp.predict")
+Source = Path | str | np.ndarray
+
+
+@dataclass
+class Letterboxed:
+    """Letterbox geometry of a batch: ``letterboxed = original * scale + pad``.
+
+    Attributes:
+        scales: ``(B,)`` resize ratios.
+        pads: ``(B, 2)`` ``(pad_x, pad_y)`` pixels.
+        sizes: ``(B, 2)`` original ``(h, w)``.
+    """
+
+    scales: np.ndarray
+    pads: np.ndarray
+    sizes: np.ndarray
+
+
+@dataclass
+class Prediction:
+    """One image's result from :meth:`Predictor.stream`.
+
+    Attributes:
+        source: the input (path or array) as given.
+        name: a display name (the path, or ``"array<i>"``).
+        image: the image as read, ``(H, W, C)`` uint8 with the checkpoint's channel count.
+        detections: detections in original pixels.
+        maps: ``{"uncertainty": (H, W), "selection": (H, W)}`` float32 in [0, 1] when asked and available.
+    """
+
+    source: Source
+    name: str
+    image: np.ndarray
+    detections: Detections
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+MAX_BOUND_PROMPT_LISTS = 256
+
+
+def check_device(device: str) -> torch.device:
+    """Parse ``cpu`` / ``cuda`` / ``cuda:N``; a CUDA request without CUDA is a ``ConfigError``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def select(outputs: RawOutputs, conf: float, iou: float, max_det: int,
+           max_nms: int = 30000) -> list[tuple[torch.Tensor, ...]]:
+    """``postprocess`` keeping the anchor index of every detection.
+
+    Returns:
+        Per image ``(boxes (N, 4) xyxy letterboxed pixels, scores (N,), labels (N,), anchors (N,))``, scores
+        descending.
+    """
+    return postprocess(outputs, conf=conf, iou=iou, max_det=max_det, max_nms=max_nms, return_anchors=True)
+
+
+def maps_to_images(maps: dict[str, list[torch.Tensor]], geo: Letterboxed, imgsz: int) -> list[dict[str, np.ndarray]]:
+    """RVP maps per level -> one ``(H, W)`` map per image and kind, in original pixels.
+
+    Levels are upsampled (bilinear) to the letterboxed frame and combined: uncertainty by the mean over levels,
+    selection by the maximum (a cell selected at any level shows). The letterbox border is cropped off.
+
+    Args:
+        maps: ``{"uncertainty": [(B, 1, H_i, W_i)], "selection": [...]}`` (``RawOutputs.maps``).
+        geo: letterbox geometry of the batch.
+        imgsz: letterboxed side.
+    """
+    import cv2
+
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(len(geo.scales))]
+    for kind, levels in maps.items():
+        if not levels:
+            continue
+        up = torch.stack([F.interpolate(m.float(), size=(imgsz, imgsz), mode="bilinear", align_corners=False)
+                          for m in levels])  # (L, B, 1, S, S)
+        full = (up.amax(0) if kind == "selection" else up.mean(0))[:, 0].clamp(0, 1).cpu().numpy()
+        for b, (scale, (px, py), (h, w)) in enumerate(zip(geo.scales, geo.pads, geo.sizes, strict=True)):
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+            crop = np.ascontiguousarray(full[b, int(py) : int(py) + nh, int(px) : int(px) + nw])
+            out[b][kind] = cv2.resize(crop, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+@torch.no_grad()
+def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, class_names: list[str],
+              conf: float, iou: float, max_det: int,
+              with_maps: bool = False) -> tuple[list[Detections], list[dict[str, np.ndarray]]]:
+    """Run the prompted model on a letterboxed batch and map the detections back to original pixels.
+
+    Args:
+        prompted: model with its vocabulary bound (eval mode).
+        images: ``(B, C, S, S)`` float in [0, 1] on the model's device.
+        geo: letterbox geometry of each image.
+        class_names: names of the K prompts (``Detections.class_names``).
+        conf: score threshold.
+        iou: NMS IoU threshold.
+        max_det: detections per image.
+        with_maps: also return the RVP uncertainty/selection maps in original pixels.
+
+    Returns:
+        ``(detections per image, maps per image)`` (maps are empty dicts unless asked and the model has RVP).
+    """
+    outputs = prompted(images)
+    dets = []
+    for b, (boxes, scores, labels, anchors) in enumerate(select(outputs, conf, iou, max_det)):
+        h, w = (int(v) for v in geo.sizes[b])
+        xyxy = unletterbox_boxes(boxes.cpu().numpy(), float(geo.scales[b]), tuple(geo.pads[b]), w, h)
+        data = {"anchor": anchors.cpu().numpy()}
+        if outputs.embeddings is not None:
+            data["embedding"] = outputs.embeddings[b, anchors].float().cpu().numpy()
+        dets.append(Detections(xyxy, scores.cpu().numpy(), labels.cpu().numpy(), list(class_names), data))
+    maps = maps_to_images(outputs.maps, geo, images.shape[-1]) if with_maps and outputs.maps else [{} for _ in dets]
+    return dets, maps
+
+
+def load_source(source: Source, channels: int) -> np.ndarray:
+    """Read a path or take an array (``(H, W)`` / ``(H, W, C)`` uint8, RGB order) with ``channels`` channels.
+
+    Raises:
+        DataError: unreadable file, or an array of the wrong dtype/shape.
+    """
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or min(source.shape[:2]) < 1:
+            raise DataError(f"array input must be (H, W) or (H, W, C) uint8, got {source.dtype} {source.shape}")
+        img = source[:, :, None] if source.ndim == 2 else source
+    else:
+        img = read_image(source, channels=None)
+    return to_channels(img, channels)
+
+
+class Predictor:
+    """Open-vocabulary (or closed-set) defect detection from a checkpoint.
+
+    Args:
+        weights: checkpoint path or dict (``rtvp.checkpoint``).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        imgsz: letterbox side (multiple of 32); ``None`` takes the checkpoint's training size.
+        conf: score threshold.
+        iou: class-aware NMS IoU threshold.
+        max_det: detections per image.
+        batch: images per forward pass.
+
+    Attributes:
+        vocabulary: the checkpoint's class texts.
+        meta: checkpoint metadata (architecture, encoder, channels, ...).
+        prompts: the active prompts; ``resolved``: how each was resolved (set by :meth:`set_prompts` or the first
+            prediction).
+        last_maps: per image of the last :meth:`predict`, the RVP maps (``save_maps=True``).
+        skipped: ``(source, reason)`` of every unreadable input seen so far.
+    """
+
+    def __init__(self, weights: Path | str | dict, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
+                 iou: float = 0.7, max_det: int = 300, batch: int = 8) -> None:
+        self.device = check_device(device)
+        self.model, self.meta = load_model(weights, self.device)
+        self.imgsz = int(imgsz or self.meta.imgsz)
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"imgsz={self.imgsz} must be a positive multiple of 32 (the largest stride)")
+        if not (0.0 <= conf < 1.0 and 0.0 < iou <= 1.0 and max_det >= 1 and batch >= 1):
+            raise ConfigError(f"need 0 <= conf < 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got conf={conf}, "
+                              f"iou={iou}, max_det={max_det}, batch={batch}")
+        self.conf, self.iou, self.max_det, self.batch = conf, iou, max_det, batch
+        self._encoder: Any = None
+        # LRU of bound prompt lists: a long-running service sees many free-text prompt lists
+        self._bound: OrderedDict[tuple[str, ...] | None, tuple[PromptedModel, list[Resolved]]] = OrderedDict()
+        self.prompts: list[str] = []
+        self.resolved: list[Resolved] = []
+        self.last_maps: list[dict[str, np.ndarray]] = []
+        self.last_names: list[str] = []
+        self.skipped: list[tuple[str, str]] = []
+        self._active: PromptedModel | None = None  # bound lazily: the checkpoint vocabulary may need the encoder
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The checkpoint's class texts (category order)."""
+        return list(self.meta.vocabulary)
+
+    @property
+    def channels(self) -> int:
+        """Image channels the model takes."""
+        return self.meta.in_channels
+
+    def encoder(self) -> Any:
+        """The checkpoint's text encoder, built on first use."""
+        if self._encoder is None:
+            self._encoder = build_encoder(self.meta, device=str(self.device))
+        return self._encoder
+
+    def set_prompts(self, prompts: Sequence[str] | None) -> list[Resolved]:
+        """Activate a vocabulary; embeddings are cached per prompt list.
+
+        Args:
+            prompts: prompts as the user typed them (synonyms, Chinese/Japanese terms resolve through
+                ``rtvp.vocabulary``); ``None`` uses the checkpoint's vocabulary.
+
+        Returns:
+            The resolution of each prompt (which canonical term it mapped to).
+
+        Raises:
+            ConfigError: empty list, blank or over-long prompt, or (closed-set expert) a prompt outside its classes.
+        """
+        key = None if prompts is None else tuple(prompts)
+        if key not in self._bound:
+            self._bound[key] = bind_prompts(self.model, self.meta, None if key is None else list(key), self.encoder)
+            while len(self._bound) > MAX_BOUND_PROMPT_LISTS:
+                self._bound.popitem(last=False)
+        self._bound.move_to_end(key)
+        self.resolved = list(self._bound[key][1])
+        self.prompts = [r.prompt for r in self.resolved]
+        self._active = self._bound[key][0]
+        return self.resolved
+
+    def _read(self, items: list[tuple[int, Source]]) -> list[tuple[int, Source, np.ndarray | None, str]]:
+        def one(item: tuple[int, Source]) -> tuple[int, Source, np.ndarray | None, str]:
+            i, src = item
+            try:
+                return i, src, load_source(src, self.channels), ""
+            except DataError as e:
+                return i, src, None, str(e)
+
+        if len(items) == 1:
+            return [one(items[0])]
+        with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
+            return list(pool.map(one, items))
+
+    def stream(self, sources: Sequence[Source], prompts: Sequence[str] | None = None,
+               save_maps: bool = False) -> Iterator[Prediction]:
+        """Yield one :class:`Prediction` per readable source, in input order.
+
+        Unreadable sources are logged, recorded in :attr:`skipped` and skipped; nothing else is lost.
+
+        Args:
+            sources: image paths or ``(H, W[, C])`` uint8 RGB arrays.
+            prompts: vocabulary for this call (``None``: keep the active one).
+            save_maps: attach the RVP uncertainty/selection maps (models with ``rvp``).
+        """
+        if prompts is not None or self._active is None:
+            self.set_prompts(prompts)
+        prompted, names = self._active, list(self.prompts)
+        items = list(enumerate(sources))
+        for start in range(0, len(items), self.batch):
+            read = []
+            for i, src, img, err in self._read(items[start : start + self.batch]):
+                if img is None:
+                    shown = str(src) if not isinstance(src, np.ndarray) else f"array<{i}>"
+                    LOGGER.warning("skipped unreadable image %s", err or shown)
+                    self.skipped.append((shown, err))
+                else:
+                    read.append((i, src, img))
+            if not read:
+                continue
+            boxed = [letterbox(img, self.imgsz) for _, _, img in read]
+            geo = Letterboxed(np.array([s for _, s, _ in boxed], np.float64), np.array([p for _, _, p in boxed]),
+                              np.array([img.shape[:2] for _, _, img in read]))
+            batch = torch.from_numpy(np.stack([b for b, _, _ in boxed]).transpose(0, 3, 1, 2).copy())
+            batch = batch.to(self.device).float().div_(255.0)
+            dets, maps = run_batch(prompted, batch, geo, names, self.conf, self.iou, self.max_det, save_maps)
+            for (i, src, img), d, m in zip(read, dets, maps, strict=True):
+                name = f"array<{i}>" if isinstance(src, np.ndarray) else str(src)
+                yield Prediction(src, name, img, d, m)
+
+    def predict(self, sources: Sequence[Source], prompts: Sequence[str] | None = None,
+                save_maps: bool = False) -> list[Detections]:
+        """Detect the prompted defects.
+
+        Args:
+            sources: image paths or ``(H, W[, C])`` uint8 RGB arrays.
+            prompts: prompts as typed (``None``: the active vocabulary, initially the checkpoint's).
+            save_maps: keep the RVP maps of each image in :attr:`last_maps`.
+
+        Returns:
+            One ``Detections`` per readable source, in input order (boxes in original pixels, ``class_names`` = the
+            prompts as typed, ``data["anchor"]`` and, for RTVPNet, ``data["embedding"]`` (N, D)). Unreadable
+            sources are skipped; :attr:`last_names` lists the sources the results belong to.
+        """
+        t0 = time.perf_counter()
+        results = list(self.stream(sources, prompts, save_maps))
+        self.last_maps = [r.maps for r in results]
+        self.last_names = [r.name for r in results]
+        LOGGER.debug("%d images in %.1f ms", len(results), 1000 * (time.perf_counter() - t0))
+        return [r.detections for r in results]
+
+
+__all__ = ["Letterboxed", "ModelMeta", "Prediction", "Predictor", "check_device", "load_source", "maps_to_images",
+           "run_batch", "select"]

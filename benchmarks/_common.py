@@ -275,7 +275,7 @@ class BenchRun:
         """
         from rich.console import Console
 
-        from rtvp.config import atomic_write_text
+        from rtvp.fileio import atomic_write_text
 
         console, spent, ran = Console(), 0.0, 0
         for i, cell in enumerate(cells, start=1):

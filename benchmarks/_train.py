@@ -226,7 +226,7 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     Returns:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
-    from rtvp.config import atomic_write_text
+    from rtvp.fileio import atomic_write_text
     from rtvp.train.stages import stage_dirs
     from rtvp.train.stages import train as train_stages
 

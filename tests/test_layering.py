@@ -1,7 +1,8 @@
 """The import graph points one way.
 
-sources -> bench -> data -> models -> loss -> checkpoint -> {train, predict} -> {evaluation, deploy} -> {annotate, tasks}
--> service -> cli. train and predict never import each other; train never imports evaluation (it arrives as a hook).
+sources -> bench -> data -> models -> loss -> checkpoint -> {train, predict} -> {evaluation, deploy}
+-> {annotate, tasks} -> service -> cli. train and predict never import each other; train never imports
+evaluation (it arrives as a hook).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ RANK = {
     "train": 7, "predict": 7, "evaluation": 8, "deploy": 8, "annotate": 9, "tasks": 9, "service": 10, "cli": 11,
 }
 SIBLINGS_APART = [("train", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
-LEAVES = {"registry", "errors", "structures", "config", "imaging", "__init__", "vocabulary"}
+LEAVES = {"registry", "errors", "structures", "config", "fileio", "imaging", "__init__", "vocabulary"}
 
 
 def _package(mod: str) -> str:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rtvp.config import atomic_write_bytes
 from rtvp.errors import CheckpointError
+from rtvp.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 """Version of the checkpoint layout; bumped when keys change incompatibly."""

@@ -8,8 +8,6 @@ this module only holds the generic machinery so every loader behaves the same.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -18,10 +16,9 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 from rtvp.errors import ConfigError
+from rtvp.fileio import atomic_write_text, read_yaml
 
 T = TypeVar("T")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -120,36 +117,10 @@ def to_dict(obj: Any) -> Any:
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Load dataclass ``cls`` from a YAML file; errors name the file and the key."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    data = read_yaml(path, "config file", error=ConfigError) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
     return from_dict(cls, data, where=str(path))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + rename)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def dump_yaml(obj: Any, path: str | Path) -> None:

@@ -35,8 +35,9 @@ from rtvp.annotate.agreement import REASONS, Agreement, ImageLabels, agree
 from rtvp.annotate.cache import PredictionCache, predict_missing
 from rtvp.bench.version import derive_open_train, read_splits, scratch_bench, write_version
 from rtvp.bench.writer import coco_annotation
-from rtvp.config import atomic_write_text, to_dict
+from rtvp.config import to_dict
 from rtvp.errors import ConfigError
+from rtvp.fileio import atomic_write_text
 
 LOGGER = logging.getLogger("rtvp.annotate")
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from rtvp.bench.version import read_coco, scratch_bench
-from rtvp.config import atomic_write_text
 from rtvp.errors import ConfigError
+from rtvp.fileio import atomic_write_text
 
 LOGGER = logging.getLogger("rtvp.annotate")
 

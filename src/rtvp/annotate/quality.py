@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from rtvp.config import atomic_write_text
 from rtvp.errors import DataError
 from rtvp.evaluation.evaluator import load_json
 from rtvp.evaluation.plots import box_iou_xywh
+from rtvp.fileio import atomic_write_text
 
 THRESHOLDS = (0.5, 0.75, 0.95)
 

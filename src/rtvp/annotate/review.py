@@ -36,8 +36,8 @@ from typing import Any
 
 from rtvp.bench.version import derive_open_train, read_splits, write_version
 from rtvp.bench.writer import coco_annotation
-from rtvp.config import atomic_write_text
 from rtvp.errors import DataError
+from rtvp.fileio import atomic_write_text, read_json
 
 QUEUE = Path("review") / "queue.json"
 LS_PREFIX = "/data/local-files/?d="
@@ -49,12 +49,7 @@ def load_queue(path: str | Path) -> dict[str, Any]:
     """Read a review queue (a ``queue.json`` or the benchmark folder holding ``review/queue.json``)."""
     path = Path(path)
     path = path / QUEUE if path.is_dir() else path
-    try:
-        queue = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: review queue not found; run `rtvp data autolabel` first") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    queue = read_json(path, "review queue", fix="run `rtvp data autolabel` first")
     if not isinstance(queue, dict) or queue.get("format") != "rtvp-review-queue":
         raise DataError(f"{path}: not an rtvp review queue (expected \"format\": \"rtvp-review-queue\")")
     return queue
@@ -189,12 +184,7 @@ def decide(task: dict[str, Any], items: list[dict], by_name: dict[str, int], whe
 
 
 def _tasks(path: Path) -> list[dict]:
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: reviewed Label Studio export not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    tasks = read_json(path, "reviewed Label Studio export")
     if not isinstance(tasks, list):
         raise DataError(f"{path}: expected a Label Studio JSON export (a list of tasks), got {type(tasks).__name__}")
     for i, t in enumerate(tasks):

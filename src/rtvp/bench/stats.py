@@ -12,7 +12,6 @@ and the open protocol then learns none of its seen classes; ``BenchStats.warning
 from __future__ import annotations
 
 import io
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,8 @@ import yaml
 
 from rtvp.bench.attributes import size_class
 from rtvp.bench.recipe import MIN_OPEN_TRAIN_SHARE
-from rtvp.config import atomic_write_bytes, atomic_write_text
 from rtvp.errors import DataError
+from rtvp.fileio import atomic_write_bytes, atomic_write_text, read_json
 
 SPLITS = ("closed_train", "closed_val", "open_train", "open_val")
 SIZES = ("small", "medium", "large")
@@ -71,12 +70,7 @@ class BenchStats:
 def load_split(bench_dir: Path, split: str) -> dict[str, Any]:
     """Load ``annotations/<split>.json``; raises ``DataError`` naming the file when missing or malformed."""
     path = Path(bench_dir) / "annotations" / f"{split}.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; is {bench_dir} a benchmark built by `rtvp data build`?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from e
+    data = read_json(path, "split file", fix=f"is {bench_dir} a benchmark built by `rtvp data build`?")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: COCO key '{key}' missing or not a list")

@@ -224,7 +224,7 @@ def montage(synth_dir: str | Path, path: str | Path, count: int = 16, cols: int 
         cols: grid columns.
         tile: tile side in pixels.
     """
-    from rtvp.config import atomic_write_bytes
+    from rtvp.fileio import atomic_write_bytes
 
     synth_dir = Path(synth_dir)
     items = []

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from rtvp.config import atomic_write_text
 from rtvp.errors import DataError
+from rtvp.fileio import atomic_write_text, read_json
 
 SPLITS = ("closed_train", "closed_val", "open_train", "open_val")
 
@@ -34,12 +34,7 @@ SPLITS = ("closed_train", "closed_val", "open_train", "open_val")
 def read_coco(path: str | Path) -> dict[str, Any]:
     """Load a COCO file; errors name the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: not found; is its folder a benchmark built with `rtvp data build`?") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    data = read_json(path, "COCO file", fix="is its folder a benchmark built with `rtvp data build`?")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: not a COCO file (missing list '{key}')")

@@ -104,7 +104,8 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from rtvp.config import apply_overrides, atomic_write_text
+    from rtvp.config import apply_overrides
+    from rtvp.fileio import atomic_write_text
     from rtvp.train.config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

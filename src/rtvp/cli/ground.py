@@ -25,8 +25,8 @@ def save_annotated(image: Path, dets: Detections, highlight: set[int] | None, ou
     """
     import cv2
 
-    from rtvp.config import atomic_write_bytes
     from rtvp.errors import ConfigError
+    from rtvp.fileio import atomic_write_bytes
     from rtvp.imaging import read_image
     from rtvp.predict.draw import draw_detections
 

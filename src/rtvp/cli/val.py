@@ -34,7 +34,7 @@ def val(
 
         results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device)
         if save is not None:
-            from rtvp.config import atomic_write_text
+            from rtvp.fileio import atomic_write_text
 
             atomic_write_text(save, json.dumps(results))
     else:

@@ -9,7 +9,6 @@ points with the same part form one closed polygon).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from rtvp.errors import DataError
+from rtvp.fileio import read_json
 
 
 @dataclass
@@ -105,10 +105,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         avail = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         raise DataError(f"{path}: split file not found (available splits: {avail or 'none'}); "
                         "build the benchmark with `rtvp data build` or pass an existing split name")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from e
+    data = read_json(path, "split file", fix="rebuild the benchmark with `rtvp data build`")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{path}: missing COCO list '{key}'")

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from rtvp import __version__
-from rtvp.config import atomic_write_bytes, atomic_write_text
 from rtvp.errors import ConfigError
+from rtvp.fileio import atomic_write_bytes, atomic_write_text
 from rtvp.models.decode import decode_boxes
 from rtvp.predict.loading import PromptedModel, bind_prompts, build_encoder, load_model
 

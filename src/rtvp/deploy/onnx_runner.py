@@ -10,7 +10,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rtvp.errors import ConfigError, DataError
+from rtvp.fileio import read_json
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
 from rtvp.structures import Detections
 
@@ -190,12 +190,7 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     side = path.with_suffix(".json")
     if not path.is_file():
         raise ConfigError(f"{path}: ONNX file not found")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{side}: sidecar JSON not found; `rtvp export` writes it next to the .onnx") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{side}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    meta = read_json(side, "sidecar JSON", fix="`rtvp export` writes it next to the .onnx", error=ConfigError)
     missing = [k for k in ("class_names", "imgsz", "channels") if k not in meta]
     if missing:
         raise ConfigError(f"{side}: missing {missing}; re-export the model with `rtvp export`")

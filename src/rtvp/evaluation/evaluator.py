@@ -6,13 +6,13 @@ predictions -> COCOeval -> summary + per class / scene / supercategory / frequen
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
 from rtvp.errors import DataError
 from rtvp.evaluation.metrics import harmonic_mean, mean_of, per_category_ap, run_cocoeval, summary
+from rtvp.fileio import read_json
 
 Protocol = Literal["closed", "open", "generalized"]
 PROTOCOLS = ("closed", "open", "generalized")
@@ -34,13 +34,7 @@ def load_json(source: str | Path | dict | list, what: str) -> Any:
     """Load JSON from a path (or pass a dict/list through); errors name the file."""
     if isinstance(source, (dict, list)):
         return source
-    path = Path(source)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: {what} is not valid JSON (line {e.lineno}: {e.msg})") from e
+    return read_json(source, f"{what} file")
 
 
 def check_predictions(gt: dict, predictions: list, where: str = "predictions") -> list[dict]:

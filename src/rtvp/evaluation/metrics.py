@@ -1,8 +1,8 @@
 """COCO-API detection metrics: run COCOeval and turn its arrays into AP tables.
 
 We use pycocotools (the reference implementation) by default; ``backend="faster"`` switches to
-faster-coco-eval's C++ ``COCOeval_faster``, a drop-in whose numbers are identical (tests/unit/evaluation/test_evaluator.py
-compares both on random predictions).
+faster-coco-eval's C++ ``COCOeval_faster``, a drop-in whose numbers are identical
+(tests/unit/evaluation/test_evaluator.py compares both on random predictions).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import nn
 
-from rtvp.config import atomic_write_text
 from rtvp.evaluation.inference import make_eval_fn
+from rtvp.fileio import atomic_write_text
 from rtvp.train.config import TrainConfig
 from rtvp.train.hooks import EvalFn
 from rtvp.train.stages import EvalFactory, stage_dirs

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from rtvp.config import atomic_write_text
 from rtvp.errors import DataError
+from rtvp.fileio import atomic_write_text
 from rtvp.structures import Detections
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".npy"})

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtvp.config import atomic_write_bytes, atomic_write_text
 from rtvp.errors import DataError
+from rtvp.fileio import atomic_write_bytes, atomic_write_text
 from rtvp.predict.draw import draw_detections, encode_image, overlay_heatmap
 from rtvp.predict.inputs import coco_results, unique_stems, write_json, write_yolo
 from rtvp.predict.predictor import Predictor

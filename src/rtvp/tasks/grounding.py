@@ -10,7 +10,6 @@ re-order the detector's candidates without discarding any.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rtvp.errors import DataError
+from rtvp.fileio import read_json
 from rtvp.structures import Detections
 from rtvp.tasks.query import Constraints, canonical_term, constraint_prior, parse_constraints
 
@@ -213,10 +213,7 @@ def evaluate_grounding(
     """
     bench = Path(bench)
     path = _split_file(bench, split, protocol)
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot read annotations ({e})") from e
+    coco = read_json(path, "annotation file")
     per_type: dict[str, list[int]] = {}
     with_loc = [0, 0]
     for img, cat, query, loc, gts in grounding_queries(coco, protocol):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rtvp.config import atomic_write_text
+from rtvp.fileio import atomic_write_text
 from rtvp.train.hooks import LOGGER, HookBase
 
 
@@ -165,7 +165,7 @@ def plot_results(rows: list[dict[str, float]], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    from rtvp.config import atomic_write_bytes
+    from rtvp.fileio import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
 

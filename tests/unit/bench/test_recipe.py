@@ -71,7 +71,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="invalid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: config file is not valid YAML \(line 2"):
         load_recipe(tmp_path / "bad.yaml")
 
 

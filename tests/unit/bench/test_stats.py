@@ -115,13 +115,13 @@ def test_markdown_escapes_pipes():
 
 def test_missing_split_names_file(bench):
     (bench / "annotations" / "open_val.json").unlink()
-    with pytest.raises(DataError, match="open_val.json: missing"):
+    with pytest.raises(DataError, match="open_val.json: split file not found"):
         compute_stats(bench)
 
 
 def test_malformed_split_names_file(bench):
     (bench / "annotations" / "closed_val.json").write_text("{not json")
-    with pytest.raises(DataError, match="closed_val.json: not valid JSON"):
+    with pytest.raises(DataError, match="closed_val.json: split file is not valid JSON \\(line 1"):
         write_report(bench)
     (bench / "annotations" / "closed_val.json").write_text(json.dumps({"images": []}))
     with pytest.raises(DataError, match="'annotations' missing"):

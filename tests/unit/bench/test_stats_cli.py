@@ -18,4 +18,4 @@ def test_stats_command_prints_tables(tmp_path):
 def test_stats_command_missing_bench(tmp_path):
     result = CliRunner().invoke(app, ["data", "stats", str(tmp_path)])
     assert result.exit_code != 0
-    assert "closed_train.json: missing" in str(result.exception)
+    assert "closed_train.json: split file not found" in str(result.exception)

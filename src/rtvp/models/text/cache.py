@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from rtvp.config import atomic_write_bytes
+from rtvp.fileio import atomic_write_bytes
 
 FORMAT = "rtvp-text-cache"
 VERSION = 1

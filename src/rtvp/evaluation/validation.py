@@ -20,8 +20,8 @@ from torch import nn
 from rtvp.evaluation.inference import make_eval_fn
 from rtvp.fileio import atomic_write_text
 from rtvp.train.config import TrainConfig
-from rtvp.train.hooks import EvalFn
 from rtvp.train.stages import EvalFactory, stage_dirs
+from rtvp.train.trainer import EvalFn
 
 
 def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int | None = None) -> EvalFactory:

@@ -1,66 +1,24 @@
-"""Training hooks: schedule, EMA, L_dp termination, evaluation, early stopping, checkpointing.
+"""Training hooks: schedule, EMA, evaluation, early stopping, checkpointing.
 
 Logging hooks live in :mod:`rtvp.train.loggers`.
 
-Hooks follow detectron2's ``HookBase``: the trainer calls ``before_train``, ``before_epoch``, ``before_step``,
-``after_step``, ``after_epoch`` and ``after_train`` on every hook in registration order; a hook with state returns
-it from ``state_dict()`` (tensors and primitive containers only) and it is saved in checkpoints under
-``ckpt["hooks"][hook.name]``.
+Hooks subclass :class:`rtvp.train.trainer.HookBase` (detectron2's ``HookBase``): the trainer calls
+``before_train``, ``before_epoch``, ``before_step``, ``after_step``, ``after_epoch`` and ``after_train`` on every
+hook in registration order; a hook with state returns it from ``state_dict()`` (tensors and primitive containers
+only) and it is saved in checkpoints under ``ckpt["hooks"][hook.name]``. Model-specific hooks (RTVPNet's L_dp
+termination) live with the stage that needs them (:mod:`rtvp.train.stages`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rtvp.checkpoint import save_checkpoint
 from rtvp.train.distributed import barrier, broadcast_object
 from rtvp.train.optim import WarmupCosine
-
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
-    from rtvp.train.trainer import Trainer
-
-LOGGER = logging.getLogger("rtvp.train")
-
-EvalFn = Callable[["nn.Module"], dict[str, Any]]
-"""``eval_fn(model) -> metrics``: runs the (EMA) model on the validation set; injected by the composition root."""
-
-
-class HookBase:
-    """Base class of training hooks; every method is a no-op. ``self.trainer`` is set on registration."""
-
-    name: str = ""
-    trainer: Trainer
-
-    def before_train(self) -> None:
-        """Called once before the first step (after a resume has been loaded)."""
-
-    def before_epoch(self) -> None:
-        """Called at the start of every epoch."""
-
-    def before_step(self) -> None:
-        """Called before every optimisation step."""
-
-    def after_step(self) -> None:
-        """Called after every step; ``trainer.last_losses`` holds the rank-averaged loss terms."""
-
-    def after_epoch(self) -> None:
-        """Called after the last step of an epoch (``trainer.epoch`` is the finished epoch, 0-based)."""
-
-    def after_train(self) -> None:
-        """Called once at the end, also when training fails (``trainer.failed`` is then True)."""
-
-    def state_dict(self) -> dict[str, Any] | None:
-        """State to checkpoint, or ``None`` for a stateless hook."""
-        return None
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+from rtvp.train.trainer import LOGGER, EvalFn, HookBase
 
 
 class LRScheduleHook(HookBase):
@@ -100,54 +58,6 @@ class EMAHook(HookBase):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the ramp position."""
         self.trainer.ema.updates = int(state["updates"])
-
-
-class DPTerminationHook(HookBase):
-    """Stops optimising L_dp once its running mean falls below ``eps`` (paper §4.3.2; logged as an event).
-
-    The running mean is an exponential average (momentum ``momentum``, bias-corrected) of the rank-averaged ``dp``
-    term divided by its loss gain, checked after ``min_steps`` steps. Calls ``model.set_dp_active(False)``.
-
-    Args:
-        eps: termination threshold on the mean L_dp.
-        gain: the criterion's L_dp gain (the logged ``dp`` term is ``gain * L_dp``).
-        momentum: running-mean momentum.
-        min_steps: steps before the first check.
-    """
-
-    name = "dp"
-
-    def __init__(self, eps: float, gain: float = 1.0, momentum: float = 0.9, min_steps: int = 10) -> None:
-        self.eps, self.gain, self.momentum, self.min_steps = eps, gain, momentum, min_steps
-        self.mean, self.count, self.active, self.stopped_at = 0.0, 0, True, -1
-
-    def after_step(self) -> None:
-        """Update the running mean and terminate L_dp when it is low enough."""
-        value = self.trainer.last_losses.get("dp")
-        if not self.active or value is None or self.gain <= 0:
-            return
-        self.count += 1
-        self.mean = self.momentum * self.mean + (1 - self.momentum) * value / self.gain
-        corrected = self.mean / (1 - self.momentum**self.count)
-        if self.count >= self.min_steps and corrected < self.eps:
-            self._deactivate()
-            self.stopped_at = self.trainer.step
-            LOGGER.info("L_dp early termination at step %d (epoch %d): running mean %.3g < eps %.3g",
-                        self.trainer.step, self.trainer.epoch + 1, corrected, self.eps)
-
-    def _deactivate(self) -> None:
-        self.active = False
-        self.trainer.bare_model.set_dp_active(False)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Running mean, sample count, active flag and the step of termination (-1 if still active)."""
-        return {"mean": self.mean, "count": self.count, "active": self.active, "stopped_at": self.stopped_at}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the running mean; re-applies a past termination to the model."""
-        self.mean, self.count, self.stopped_at = float(state["mean"]), int(state["count"]), int(state["stopped_at"])
-        if not state["active"]:
-            self._deactivate()
 
 
 class EvalHook(HookBase):

@@ -26,7 +26,6 @@ from rtvp.train.ema import ModelEMA
 from rtvp.train.hooks import (
     LOGGER,
     CheckpointHook,
-    DPTerminationHook,
     EarlyStopHook,
     EMAHook,
     EvalFn,
@@ -53,8 +52,7 @@ class TrainParts:
         meta: checkpoint entries describing the model (``arch``, ``model_config``, ``vocabulary``, ``categories``,
             ``text_encoder``, ``text_dim``, ``text_embeddings``).
         expert_lr_ratio: lr ratio of the model's "expert" parameter group (the coupling ratio in stage 2).
-        dp_eps: L_dp early-termination threshold (``None``: the model has no L_dp).
-        dp_gain: the criterion's L_dp gain (the logged ``dp`` term is ``gain * L_dp``).
+        model_hooks: hooks the model needs (e.g. RTVPNet's L_dp termination), run right after the EMA hook.
         find_unused_parameters: DDP flag for models whose graph can leave parameters unused.
     """
 
@@ -65,8 +63,7 @@ class TrainParts:
     eval_fn: EvalFn | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     expert_lr_ratio: float = 1.0
-    dp_eps: float | None = None
-    dp_gain: float = 1.0
+    model_hooks: Sequence[HookBase] = ()
     find_unused_parameters: bool = False
 
 
@@ -121,8 +118,7 @@ def default_hooks(cfg: TrainConfig, parts: TrainParts, run_dir: Path, ema: bool)
     hooks: list[HookBase] = [LRScheduleHook(cfg.warmup_epochs, cfg.warmup_iters, cfg.lr_final)]
     if ema:
         hooks.append(EMAHook())
-    if parts.dp_eps is not None:
-        hooks.append(DPTerminationHook(parts.dp_eps, gain=parts.dp_gain))
+    hooks += parts.model_hooks
     if parts.eval_fn is not None and cfg.val_period > 0:
         hooks.append(EvalHook(cfg.val_period, parts.eval_fn))
         if cfg.patience > 0:

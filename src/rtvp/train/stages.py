@@ -28,8 +28,57 @@ from rtvp.models import ExpertDetector, build_model
 from rtvp.models.text import build_text_encoder, default_cache_dir
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import DistInfo, barrier, init_distributed
-from rtvp.train.hooks import LOGGER, EvalFn
 from rtvp.train.runner import TrainParts, fit, per_rank_batch, resolve_device, seed_everything
+from rtvp.train.trainer import LOGGER, EvalFn, HookBase
+
+
+class DPTerminationHook(HookBase):
+    """Stops optimising L_dp once its running mean falls below ``eps`` (paper §4.3.2; logged as an event).
+
+    The running mean is an exponential average (momentum ``momentum``, bias-corrected) of the rank-averaged ``dp``
+    term divided by its loss gain, checked after ``min_steps`` steps. Calls ``model.set_dp_active(False)``.
+
+    Args:
+        eps: termination threshold on the mean L_dp.
+        gain: the criterion's L_dp gain (the logged ``dp`` term is ``gain * L_dp``).
+        momentum: running-mean momentum.
+        min_steps: steps before the first check.
+    """
+
+    name = "dp"
+
+    def __init__(self, eps: float, gain: float = 1.0, momentum: float = 0.9, min_steps: int = 10) -> None:
+        self.eps, self.gain, self.momentum, self.min_steps = eps, gain, momentum, min_steps
+        self.mean, self.count, self.active, self.stopped_at = 0.0, 0, True, -1
+
+    def after_step(self) -> None:
+        """Update the running mean and terminate L_dp when it is low enough."""
+        value = self.trainer.last_losses.get("dp")
+        if not self.active or value is None or self.gain <= 0:
+            return
+        self.count += 1
+        self.mean = self.momentum * self.mean + (1 - self.momentum) * value / self.gain
+        corrected = self.mean / (1 - self.momentum**self.count)
+        if self.count >= self.min_steps and corrected < self.eps:
+            self._deactivate()
+            self.stopped_at = self.trainer.step
+            LOGGER.info("L_dp early termination at step %d (epoch %d): running mean %.3g < eps %.3g",
+                        self.trainer.step, self.trainer.epoch + 1, corrected, self.eps)
+
+    def _deactivate(self) -> None:
+        self.active = False
+        self.trainer.bare_model.set_dp_active(False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Running mean, sample count, active flag and the step of termination (-1 if still active)."""
+        return {"mean": self.mean, "count": self.count, "active": self.active, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the running mean; re-applies a past termination to the model."""
+        self.mean, self.count, self.stopped_at = float(state["mean"]), int(state["count"]), int(state["stopped_at"])
+        if not state["active"]:
+            self._deactivate()
+
 
 EvalFactory = Callable[[str, dict[str, Any]], EvalFn | None]
 """``make_eval(stage, meta) -> eval_fn | None``; ``meta`` is the stage's checkpoint metadata (categories,
@@ -135,10 +184,11 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
             "categories": list(ds.categories), "text_encoder": cfg.model.text_encoder, "text_dim": table.shape[1],
             "text_embeddings": table}
     eval_fn = make_eval("full", meta) if make_eval is not None else None
-    dp_eps = cfg.model.dp_eps if cfg.model.edp and cfg.model.sam else None
+    has_dp = cfg.model.edp and cfg.model.sam
+    dp_hooks = [DPTerminationHook(cfg.model.dp_eps, gain=criterion.gains["dp"])] if has_dp else []
     return TrainParts(model=model, criterion=criterion, loader=make_loader(cfg, ds, dist), text_table=table,
-                      eval_fn=eval_fn, meta=meta, expert_lr_ratio=cfg.model.coupling_ratio, dp_eps=dp_eps,
-                      dp_gain=criterion.gains["dp"], find_unused_parameters=True)
+                      eval_fn=eval_fn, meta=meta, expert_lr_ratio=cfg.model.coupling_ratio,
+                      model_hooks=dp_hooks, find_unused_parameters=True)
 
 
 def stage_dirs(cfg: TrainConfig) -> dict[str, Path]:

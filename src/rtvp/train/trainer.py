@@ -7,6 +7,7 @@ evaluation, checkpoints, logging). The trainer knows nothing about benchmarks or
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,12 +22,48 @@ from rtvp.errors import RtvpError
 from rtvp.structures import Batch
 from rtvp.train.distributed import DistInfo, all_gather_object, all_reduce_mean
 from rtvp.train.ema import ModelEMA
-from rtvp.train.hooks import LOGGER, HookBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtvp.models.outputs import RawOutputs
 
 Criterion = Callable[["RawOutputs", Batch], dict[str, torch.Tensor]]
+
+LOGGER = logging.getLogger("rtvp.train")
+
+EvalFn = Callable[["nn.Module"], dict[str, Any]]
+"""``eval_fn(model) -> metrics``: runs the (EMA) model on the validation set; injected by the composition root."""
+
+
+class HookBase:
+    """Base class of training hooks; every method is a no-op. ``self.trainer`` is set on registration."""
+
+    name: str = ""
+    trainer: Trainer
+
+    def before_train(self) -> None:
+        """Called once before the first step (after a resume has been loaded)."""
+
+    def before_epoch(self) -> None:
+        """Called at the start of every epoch."""
+
+    def before_step(self) -> None:
+        """Called before every optimisation step."""
+
+    def after_step(self) -> None:
+        """Called after every step; ``trainer.last_losses`` holds the rank-averaged loss terms."""
+
+    def after_epoch(self) -> None:
+        """Called after the last step of an epoch (``trainer.epoch`` is the finished epoch, 0-based)."""
+
+    def after_train(self) -> None:
+        """Called once at the end, also when training fails (``trainer.failed`` is then True)."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to checkpoint, or ``None`` for a stateless hook."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 class NonFiniteLossError(RtvpError, FloatingPointError):

@@ -8,8 +8,8 @@ import torch
 from trainer_toys import single_thread, toy_cfg, toy_parts  # noqa: F401
 
 from rtvp.checkpoint import load_checkpoint
-from rtvp.train.hooks import HookBase
 from rtvp.train.runner import fit
+from rtvp.train.trainer import HookBase
 
 
 class Killed(RuntimeError):

@@ -11,9 +11,8 @@ from rtvp.config import load_yaml
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import make_loader
-from rtvp.train.hooks import HookBase
 from rtvp.train.runner import fit
-from rtvp.train.trainer import NonFiniteLossError
+from rtvp.train.trainer import HookBase, NonFiniteLossError
 
 
 def _rows(path):

@@ -16,8 +16,8 @@ from rtvp.config import from_dict
 from rtvp.errors import ConfigError
 from rtvp.models import ModelConfig, build_model
 from rtvp.train.config import TrainConfig
-from rtvp.train.hooks import HookBase
 from rtvp.train.stages import train
+from rtvp.train.trainer import HookBase
 
 FAST = ["--set", "model.text_encoder=hash", "--set", "tensorboard=false", "--set", "plots=false",
         "--set", "warmup_iters=1"]

@@ -19,6 +19,7 @@ from rtvp.structures import Batch
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import make_loader
 from rtvp.train.runner import TrainParts
+from rtvp.train.stages import DPTerminationHook
 
 SIZE = 32
 
@@ -136,7 +137,8 @@ def toy_parts(cfg: TrainConfig, n: int = 12, text_dim: int | None = None, with_d
     meta = {"arch": "toy", "model_config": {"nc": 3}, "vocabulary": ["a", "b", "c"],
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate("abc")]}
     return TrainParts(model=model, criterion=toy_criterion, loader=loader, text_table=table, eval_fn=eval_fn,
-                      meta=meta, expert_lr_ratio=0.1, dp_eps=dp_eps)
+                      meta=meta, expert_lr_ratio=0.1,
+                      model_hooks=[DPTerminationHook(dp_eps)] if dp_eps is not None else [])
 
 
 def with_epochs(cfg: TrainConfig, epochs: int) -> TrainConfig:

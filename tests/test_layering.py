@@ -14,11 +14,11 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rtvp"
 RANK = {
-    "sources": 1, "bench": 2, "data": 3, "models": 4, "loss": 5, "checkpoint": 6,
+    "sources": 1, "bench": 2, "device": 3, "data": 3, "models": 4, "loss": 5, "checkpoint": 6,
     "train": 7, "predict": 7, "evaluation": 8, "deploy": 8, "annotate": 9, "tasks": 9, "service": 10, "cli": 11,
 }
 SIBLINGS_APART = [("train", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
-LEAVES = {"registry", "errors", "structures", "config", "fileio", "imaging", "__init__", "vocabulary"}
+LEAVES = {"registry", "errors", "structures", "boxes", "config", "fileio", "imaging", "__init__", "vocabulary"}
 
 
 def _package(mod: str) -> str:

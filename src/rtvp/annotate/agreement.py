@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from rtvp.boxes import iou_xyxy
+
 REASONS = ("class_conflict", "low_agreement", "one_model_only")
 MODELS = ("ov", "expert")
 
@@ -79,16 +81,6 @@ class Agreement:
     iou: np.ndarray
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     redundant: int = 0
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of ``(N, 4)`` and ``(M, 4)`` xyxy boxes -> ``(N, M)``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 def _assign(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

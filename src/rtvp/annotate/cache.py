@@ -93,14 +93,6 @@ def class_map(vocabulary: list[str], categories: list[dict[str, Any]], arch: str
     return ids
 
 
-def _device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def predict_missing(cache: PredictionCache, weights: Path, model: str, bench: Path, images: list[dict[str, Any]],
                     categories: list[dict[str, Any]], cfg: Any, progress: bool = True) -> int:
     """Predict the images not yet in ``cache`` with one checkpoint and append them; returns how many were run.
@@ -110,13 +102,14 @@ def predict_missing(cache: PredictionCache, weights: Path, model: str, bench: Pa
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from rtvp.device import resolve_device
     from rtvp.predict.predictor import Predictor
 
     done = cache.done()
     pending = [im for im in images if im["id"] not in done]
     if not pending:
         return 0
-    pred = Predictor(weights, device=_device(cfg.device), imgsz=cfg.imgsz, conf=cfg.conf, batch=cfg.batch)
+    pred = Predictor(weights, device=str(resolve_device(cfg.device)), imgsz=cfg.imgsz, conf=cfg.conf, batch=cfg.batch)
     if pred.meta.arch == "rtvpnet":
         prompts: list[str] | None = [str(c.get("text") or c["name"]) for c in categories]
         to_cat = np.array([int(c["id"]) for c in categories], dtype=np.int64)

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from rtvp.boxes import iou_xywh
 from rtvp.errors import DataError
 from rtvp.evaluation.evaluator import load_json
-from rtvp.evaluation.plots import box_iou_xywh
 from rtvp.fileio import atomic_write_text
 
 THRESHOLDS = (0.5, 0.75, 0.95)
@@ -80,7 +80,7 @@ def match_boxes(ref_xywh: np.ndarray, cand_xywh: np.ndarray) -> tuple[np.ndarray
     if len(ref_xywh) == 0 or len(cand_xywh) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
-    ious = box_iou_xywh(np.asarray(ref_xywh, float).reshape(-1, 4), np.asarray(cand_xywh, float).reshape(-1, 4))
+    ious = iou_xywh(np.asarray(ref_xywh, float).reshape(-1, 4), np.asarray(cand_xywh, float).reshape(-1, 4))
     ri, ci = linear_sum_assignment(ious, maximize=True)
     keep = ious[ri, ci] > 0
     return ri[keep].astype(np.int64), ci[keep].astype(np.int64), ious[ri[keep], ci[keep]]

@@ -22,11 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rtvp.data import DetectionDataset
+from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
 from rtvp.models.expert import ExpertDetector
 from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
-from rtvp.predict.predictor import Letterboxed, check_device, run_batch
+from rtvp.predict.predictor import Letterboxed, run_batch
 
 PROTOCOLS = ("closed", "open", "generalized")
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # COCO-style evaluation thresholds
@@ -99,7 +100,7 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
         COCO results (``image_id, category_id, bbox [x, y, w, h], score``) that ``rtvp.evaluation.evaluator.evaluate``
         accepts for that split.
     """
-    model, meta = load_model(weights, check_device(device))
+    model, meta = load_model(weights, resolve_device(device))
     dataset = split_dataset(Path(bench), split, protocol, int(imgsz or meta.imgsz), meta.in_channels)
     cats = [dataset.categories[i] for i in split_vocabulary(dataset.categories, protocol)]
     encoder = _lazy(lambda: build_encoder(meta, str(device)))

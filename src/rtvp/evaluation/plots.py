@@ -8,15 +8,7 @@ from typing import Any
 
 import numpy as np
 
-
-def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of ``(N, 4)`` and ``(M, 4)`` xywh boxes -> ``(N, M)``."""
-    a_xy2, b_xy2 = a[:, :2] + a[:, 2:], b[:, :2] + b[:, 2:]
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a_xy2[:, None], b_xy2[None])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    union = a[:, 2:].prod(-1)[:, None] + b[:, 2:].prod(-1)[None] - inter
-    return inter / np.maximum(union, 1e-9)
+from rtvp.boxes import iou_xywh
 
 
 def confusion_matrix(gt: dict, predictions: list[dict], conf: float = 0.25, iou: float = 0.5) -> np.ndarray:
@@ -51,7 +43,7 @@ def _greedy_match(g: np.ndarray, d: np.ndarray, thr: float) -> tuple[np.ndarray,
     """One-to-one matches with IoU >= thr, highest IoU first. Returns index arrays (gt, det)."""
     if len(g) == 0 or len(d) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    ious = box_iou_xywh(g, d)
+    ious = iou_xywh(g, d)
     gi, di = np.nonzero(ious >= thr)
     order = np.argsort(-ious[gi, di], kind="stable")
     used_g, used_d, mg, md = set(), set(), [], []

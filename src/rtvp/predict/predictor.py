@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
 from rtvp.models.decode import postprocess
@@ -72,14 +73,6 @@ class Prediction:
     maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 MAX_BOUND_PROMPT_LISTS = 256
-
-
-def check_device(device: str) -> torch.device:
-    """Parse ``cpu`` / ``cuda`` / ``cuda:N``; a CUDA request without CUDA is a ``ConfigError``."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def select(outputs: RawOutputs, conf: float, iou: float, max_det: int,
@@ -190,7 +183,7 @@ class Predictor:
 
     def __init__(self, weights: Path | str | dict, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, batch: int = 8) -> None:
-        self.device = check_device(device)
+        self.device = resolve_device(device)
         self.model, self.meta = load_model(weights, self.device)
         self.imgsz = int(imgsz or self.meta.imgsz)
         if self.imgsz < 32 or self.imgsz % 32:
@@ -320,5 +313,5 @@ class Predictor:
         return [r.detections for r in results]
 
 
-__all__ = ["Letterboxed", "ModelMeta", "Prediction", "Predictor", "check_device", "load_source", "maps_to_images",
+__all__ = ["Letterboxed", "ModelMeta", "Prediction", "Predictor", "load_source", "maps_to_images",
            "run_batch", "select"]

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rtvp.boxes import iou_xyxy
 from rtvp.errors import DataError
 from rtvp.fileio import read_json
 from rtvp.structures import Detections
@@ -149,14 +150,6 @@ def ground(
     return rank(results[0], width, height, q.constraints, top_k)
 
 
-def _iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with ``(M, 4)`` xyxy boxes."""
-    lt, rb = np.maximum(box[:2], gts[:, :2]), np.minimum(box[2:], gts[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2]) + np.prod(gts[:, 2:] - gts[:, :2], axis=1) - inter
-    return inter / np.clip(area, 1e-9, None)
-
-
 def _split_file(bench: Path, split: str, protocol: str) -> Path:
     ann = bench / "annotations"
     for name in (split, f"{'closed' if protocol == 'closed' else 'open'}_{split}"):
@@ -218,7 +211,7 @@ def evaluate_grounding(
     with_loc = [0, 0]
     for img, cat, query, loc, gts in grounding_queries(coco, protocol):
         top = ground(predictor, bench / img["file_name"], query, 1, size=(img["width"], img["height"]))
-        hit = int(bool(top) and float(_iou(np.asarray(top[0].box, dtype=np.float64), gts).max()) >= IOU_THRESHOLD)
+        hit = int(bool(top) and float(iou_xyxy(np.asarray(top[0].box), gts).max()) >= IOU_THRESHOLD)
         stats = per_type.setdefault(cat.get("text") or cat["name"], [0, 0])
         stats[0], stats[1] = stats[0] + hit, stats[1] + 1
         if loc:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from rtvp.checkpoint import load_checkpoint
 from rtvp.config import dump_yaml, to_dict
+from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import DistInfo, barrier, get_dist_info
@@ -72,19 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - augmentations may use the legacy global RNG
     torch.manual_seed(seed)
-
-
-def resolve_device(device: str, dist: DistInfo | None = None) -> torch.device:
-    """"auto" -> this rank's GPU when CUDA is available, else CPU; "cuda" -> ``cuda:LOCAL_RANK``."""
-    dist = dist or get_dist_info()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{dist.local_rank}"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def per_rank_batch(cfg: TrainConfig, dist: DistInfo | None = None) -> int:
@@ -150,7 +138,7 @@ def fit(cfg: TrainConfig, parts: TrainParts, run_dir: Path | None = None, *, epo
     dist = dist or get_dist_info()
     run_dir = Path(run_dir) if run_dir is not None else cfg.run_dir
     last = prepare_run_dir(run_dir, cfg, resume, dist)
-    device = resolve_device(cfg.device, dist)
+    device = resolve_device(cfg.device, dist.local_rank)
     seed_everything(cfg.seed + dist.rank)
     optimizer = build_optimizer(parts.model, cfg.lr, cfg.weight_decay, parts.expert_lr_ratio)
     amp = (device.type == "cuda") if cfg.amp is None else cfg.amp

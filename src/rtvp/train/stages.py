@@ -22,13 +22,14 @@ import torch
 from rtvp.checkpoint import load_checkpoint
 from rtvp.config import to_dict
 from rtvp.data import DetectionDataset, build_dataloader
+from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
 from rtvp.models.text import build_text_encoder, default_cache_dir
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import DistInfo, barrier, init_distributed
-from rtvp.train.runner import TrainParts, fit, per_rank_batch, resolve_device, seed_everything
+from rtvp.train.runner import TrainParts, fit, per_rank_batch, seed_everything
 from rtvp.train.trainer import LOGGER, EvalFn, HookBase
 
 
@@ -115,8 +116,9 @@ def build_train_set(cfg: TrainConfig, stage: str) -> DetectionDataset:
 
 def make_loader(cfg: TrainConfig, ds: DetectionDataset, dist: DistInfo) -> torch.utils.data.DataLoader:
     """Resumable, sharded training loader (per-rank batch)."""
+    on_cuda = resolve_device(cfg.device, dist.local_rank).type == "cuda"
     return build_dataloader(ds, per_rank_batch(cfg, dist), shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                            distributed=dist.distributed, pin_memory=resolve_device(cfg.device, dist).type == "cuda")
+                            distributed=dist.distributed, pin_memory=on_cuda)
 
 
 def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo) -> torch.Tensor:

@@ -3,17 +3,12 @@
 import numpy as np
 import pytest
 
-from rtvp.annotate.agreement import ImageLabels, agree, iou_xyxy
+from rtvp.annotate.agreement import ImageLabels, agree
 
 
 def L(*rows):  # noqa: N802 - (x1, y1, x2, y2, score, cat) rows -> ImageLabels
     a = np.array(rows, dtype=float).reshape(-1, 6)
     return ImageLabels(a[:, :4], a[:, 4], a[:, 5].astype(int))
-
-
-def test_iou_xyxy_matches_hand_values():
-    ious = iou_xyxy(np.array([[0, 0, 10, 10.0]]), np.array([[2, 0, 12, 10.0], [20, 20, 30, 30.0], [0, 0, 10, 10.0]]))
-    assert ious == pytest.approx(np.array([[8 / 12, 0.0, 1.0]]))
 
 
 def test_agreed_pair_is_fused_score_weighted():

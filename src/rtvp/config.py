@@ -78,8 +78,34 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def moved_keys(cls: type) -> dict[str, str]:
+    """``{old dotted key: new dotted key}`` of a config class (its ``MOVED_KEYS`` class attribute, if any)."""
+    return dict(getattr(cls, "MOVED_KEYS", {}))
+
+
+def _migrate(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Move values written under an old key (``cls.MOVED_KEYS``) to their new key; a copy when anything moves."""
+    moves = moved_keys(cls)
+    if not moves:
+        return data
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in moves.items():
+        *section, leaf = old.split(".")
+        node = data
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            value = node.pop(leaf)
+            if new not in data:  # the new key wins when a file has both
+                data[new] = value
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming the key.
+
+    Values under keys the class has moved (``MOVED_KEYS``, e.g. ``model.dp_eps`` -> ``dp_eps``) are taken from
+    their old place, so configs and checkpoints written by older versions still load.
 
     Args:
         cls: a dataclass type (nested dataclass fields are built recursively).
@@ -88,6 +114,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = _migrate(cls, data)
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
@@ -144,6 +171,7 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected key=value, e.g. edp=false")
         key, raw = item.split("=", 1)
+        key = moved_keys(type(obj)).get(key.strip(), key)
         value = yaml.safe_load(raw) if raw.strip() else None
         node = data
         parts = key.strip().split(".")

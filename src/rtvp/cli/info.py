@@ -79,7 +79,7 @@ def model_info(
     return {
         "model": model,
         "imgsz": imgsz,
-        "sam_imgsz": list(cfg.sam_size(imgsz, imgsz)) if cfg is not None and cfg.sam else None,
+        "sam_imgsz": list(net.sam_size(imgsz, imgsz)) if cfg is not None and cfg.sam else None,
         "num_prompts": prompts,
         "params": params,
         "text_encoder": {"name": text_encoder, "dim": dim, "params": text_params},

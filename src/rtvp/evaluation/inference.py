@@ -109,19 +109,18 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
 
 
 def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings: torch.Tensor | None = None,
-                   imgsz: int = 640) -> ModelMeta:
+                   imgsz: int = 640, text_encoder: str = "minilm") -> ModelMeta:
     """:class:`ModelMeta` of a live model (no checkpoint): its kind, vocabulary and (optional) text table."""
     if isinstance(model, ExpertDetector):
         return ModelMeta("expert", list(vocabulary), imgsz=imgsz, in_channels=model.expert.in_channels)
-    cfg = model.cfg
     table = None if text_embeddings is None else text_embeddings.detach().float().cpu()
-    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=cfg.text_encoder, text_dim=model.text_dim,
-                     text_embeddings=table, imgsz=imgsz, in_channels=cfg.in_channels, source="<live model>")
+    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=text_encoder, text_dim=model.text_dim,
+                     text_embeddings=table, imgsz=imgsz, in_channels=model.in_channels, source="<live model>")
 
 
 def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, device: str | None = None, *,
                  split: str | None = None, text_embeddings: torch.Tensor | None = None, text_encoder: Any = None,
-                 workers: int = 0) -> Callable[..., dict[str, Any]]:
+                 text_encoder_name: str = "minilm", workers: int = 0) -> Callable[..., dict[str, Any]]:
     """An evaluation function for the trainer's ``EvalHook`` (the trainer never imports the evaluator).
 
     Args:
@@ -133,7 +132,8 @@ def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, d
         split: split to evaluate (default: the protocol's val split).
         text_embeddings: ``(C, Dt)`` class-text table aligned with the ``vocabulary`` passed at call time (e.g. the
             trainer's); texts outside it are encoded with ``text_encoder``.
-        text_encoder: a ``TextEncoder`` (default: the model's ``cfg.text_encoder``, built on first need).
+        text_encoder: a ``TextEncoder`` (default: ``text_encoder_name``'s, built on first need).
+        text_encoder_name: registry name of the text encoder the model was trained with.
         workers: data-loading worker processes.
 
     Returns:
@@ -155,7 +155,7 @@ def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, d
         cats = [ds.categories[i] for i in split_vocabulary(ds.categories, protocol)]
         vocab = list(vocabulary) if vocabulary is not None else [str(c.get("text") or c.get("name"))
                                                                   for c in ds.categories]
-        meta = meta_for_model(model, vocab, text_embeddings, imgsz)
+        meta = meta_for_model(model, vocab, text_embeddings, imgsz, text_encoder_name)
 
         def encoder() -> Any:
             if state["encoder"] is None:

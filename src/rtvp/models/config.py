@@ -30,6 +30,10 @@ Activation = Literal["energy", "cbam", "eca", "self_attn", "none"]
 ACTIVATIONS: tuple[str, ...] = ("energy", "cbam", "eca", "self_attn", "none")
 
 
+TRAINING_KEYS = ("dp_eps", "expert_update", "coupling_ratio")
+"""Keys that older rtvp versions kept in the model section; they are training settings (``TrainConfig``) now."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """RTVPNet configuration. Every component has an on/off switch for the ablations.
@@ -57,10 +61,6 @@ class ModelConfig:
         patch_size: RVP sparse-selection patch side in input pixels (>= 2x2 cells at every level).
         mask_ratio: EDP fraction of SAM-feature blocks zeroed in training (0 disables masking).
         mask_block: EDP block side in feature cells.
-        dp_eps: early-termination threshold on the running mean of L_dp (read by the trainer, which then calls
-            ``RTVPNet.set_dp_active(False)``); in units of mean squared expert feature.
-        expert_update: train the expert in stage 2 (Eq.6) with the coupling learning rate; False freezes it.
-        coupling_ratio: eta_c = coupling_ratio * base lr for the ``expert`` parameter group (read by the trainer).
         text_encoder: name in ``rtvp.models.text.TEXT_ENCODERS`` (recorded for checkpoints; the model only needs
             ``text_dim`` at build time).
     """
@@ -81,9 +81,6 @@ class ModelConfig:
     patch_size: int = 32
     mask_ratio: float = 0.2
     mask_block: int = 2
-    dp_eps: float = 0.02
-    expert_update: bool = True
-    coupling_ratio: float = 0.1
     text_encoder: str = "minilm"
 
     def __post_init__(self) -> None:
@@ -98,8 +95,6 @@ class ModelConfig:
             (self.patch_size >= 1, "patch_size must be >= 1 pixel"),
             (0.0 <= self.mask_ratio < 1.0, "mask_ratio must be in [0, 1)"),
             (self.mask_block >= 1, "mask_block must be >= 1 cell"),
-            (self.dp_eps >= 0.0, "dp_eps must be >= 0"),
-            (self.coupling_ratio > 0.0, "coupling_ratio must be > 0"),
             (not (self.edp and not self.sam), "edp needs the SAM branch: set sam: true or edp: false"),
         ]
         for ok, msg in checks:
@@ -122,11 +117,3 @@ class ModelConfig:
     def freeze_sam(self) -> bool:
         """Resolved ``sam_freeze``."""
         return self.sam_weights is not None if self.sam_freeze is None else self.sam_freeze
-
-    def sam_size(self, height: int, width: int) -> tuple[int, int]:
-        """SAM input size (multiples of 32) for an expert input of ``height x width`` pixels."""
-        if self.sam_imgsz is None:
-            factor = 0.5 if self.scale == "n" else 1.0
-        else:
-            factor = self.sam_imgsz / max(height, width)
-        return tuple(max(32, int(round(s * factor / 32)) * 32) for s in (height, width))  # type: ignore[return-value]

@@ -73,12 +73,11 @@ def flop_report(
     """
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     meta = copy.deepcopy(model).to("meta").eval()
-    cfg = getattr(meta, "cfg", None)
-    channels = cfg.in_channels if cfg is not None else meta.expert.in_channels
-    images = torch.zeros(batch, channels, h, w, device="meta")
+    prompted = hasattr(meta, "text_dim")  # RTVPNet takes (images, text); a closed-set detector images only
+    images = torch.zeros(batch, meta.expert.in_channels, h, w, device="meta")
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        if cfg is not None:
+        if prompted:
             meta(images, torch.zeros(num_prompts, meta.text_dim, device="meta"))
         else:
             meta(images)

@@ -1,12 +1,12 @@
-"""RTVPNet (paper 001 §4, DESIGN.md §3): expert + MobileSAM prompts + text interaction + contrastive head.
+"""RTVPNet (paper 001 §4): expert + MobileSAM prompts + text interaction + contrastive head.
 
 Forward pass for images I (B, C, H, W) and prompts T (K, Dt) or (B, K, Dt):
 
 1. ``T = L2norm(Linear(Dt -> D)(T))`` (B, K, D).
 2. Expert: ``[F_e^3, F_e^4, F_e^5] = neck(backbone(I), T)``; with ``t2v`` the neck's C2f blocks are T-CSP (Eq.10).
-3. SAM (``sam``): a 3-channel view of I resized to ``cfg.sam_size`` -> MobileSAM -> bilinear to the stride-16 grid;
-   EDP (``edp``) or a plain projection turns it into coarse prompts V_c^i (``projection.py``). Without SAM and with
-   ``rvp``, the expert's own features are the coarse prompts.
+3. SAM (when built with a SAM encoder): a 3-channel view of I resized to ``sam_size`` -> MobileSAM -> bilinear to
+   the stride-16 grid; EDP (``edp``) or a plain projection turns it into coarse prompts V_c^i (``projection.py``).
+   Without SAM and with ``rvp``, the expert's own features are the coarse prompts.
 4. RVP (``rvp``): V_r^i = activation/uncertainty/sparse selection of V_c^i (``prompt.py``); otherwise V_r = V_c.
 5. Injection: ``F^i = F_e^i + conv1x1(V_r^i)`` (zero-initialised: a fresh model's features equal its expert's).
 6. V->T (``v2t``): ``T <- T + gamma * ...`` (Eq.11, gamma = 0 at start), then T is L2-normalised again.
@@ -14,24 +14,23 @@ Forward pass for images I (B, C, H, W) and prompts T (K, Dt) or (B, K, Dt):
 
 No loss is computed here: ``RawOutputs`` carries what the loss needs (``aux_box_dist``, ``dp_pairs``).
 
-Parameter groups: ``expert`` = the stage-1 expert weights (backbone + neck without the T->V extras; coupling lr
-eta_c = ``coupling_ratio`` x base lr), ``sam`` = a trainable SAM encoder, ``other`` = everything else trainable.
+Parameter groups: ``expert`` = the stage-1 expert weights (backbone + neck without the T->V extras; trained at the
+coupling lr), ``sam`` = a trainable SAM encoder, ``other`` = everything else trainable. Copying a stage-1 expert
+into the model is :mod:`rtvp.models.transfer`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtvp.errors import CheckpointError
 from rtvp.models.config import ModelConfig
 from rtvp.models.decode import make_anchors
 from rtvp.models.expert import STRIDES, Expert, check_input, is_attention_param
-from rtvp.models.head import DetectHead, TextHead
+from rtvp.models.head import TextHead
 from rtvp.models.interaction import VisualTextUpdate, expand_mask
 from rtvp.models.outputs import RawOutputs
 from rtvp.models.projection import SAM_DIM, DomainProjection
@@ -45,45 +44,76 @@ def sam_view(images: torch.Tensor) -> torch.Tensor:
     return images[:, :3] if c >= 3 else images[:, [i % c for i in range(3)]]
 
 
+def sam_input_size(height: int, width: int, scale: str, sam_imgsz: int | None) -> tuple[int, int]:
+    """SAM input size (multiples of 32, at least 32, aspect kept) for an expert input of ``height x width``.
+
+    ``sam_imgsz`` is the long side; ``None`` means half the input for scale ``n`` (the CPU default) and the input
+    size otherwise.
+    """
+    factor = (0.5 if scale == "n" else 1.0) if sam_imgsz is None else sam_imgsz / max(height, width)
+    return tuple(max(32, int(round(s * factor / 32)) * 32) for s in (height, width))  # type: ignore[return-value]
+
+
 class RTVPNet(nn.Module):
-    """The full model; build it with :func:`build_model`.
+    """The full model. :func:`build_model` builds it from a :class:`~rtvp.models.config.ModelConfig`.
 
     Args:
-        cfg: model configuration.
+        scale: model scale (``n``, ``s``, ``l``, ``tiny``): widths, depths and T->V heads of the expert.
         text_dim: Dt, width of the text encoder's embeddings.
-        sam_encoder: SAM image encoder ((B, 3, H, W) in [0, 1] -> (B, 256, H/16, W/16)); required iff ``cfg.sam``.
+        in_channels: image channels C_in.
+        embed_dim: joint embedding width D (``None``: the scale's).
+        reg_max: DFL bins per box side.
+        sam_encoder: SAM image encoder ((B, 3, H, W) in [0, 1] -> (B, 256, H/16, W/16)), or ``None`` for a model
+            without the SAM branch.
+        sam_imgsz: long side of SAM's input (``None``: half the input for scale ``n``, the input otherwise).
+        edp: expert-assisted domain projection (needs ``sam_encoder``).
+        rvp: refined visual prompt.
+        t2v: text->visual attention in the neck.
+        v2t: visual->text update after the neck.
+        activation: RVP activation (``energy``, ``cbam``, ``eca``, ``self_attn``, ``none``).
+        patch_size: RVP sparse-selection patch side in input pixels.
+        mask_ratio: EDP fraction of SAM-feature blocks zeroed in training.
+        mask_block: EDP block side in feature cells.
     """
 
-    def __init__(self, cfg: ModelConfig, text_dim: int, sam_encoder: nn.Module | None = None) -> None:
+    def __init__(self, scale: str, text_dim: int, *, in_channels: int = 3, embed_dim: int | None = None,
+                 reg_max: int = 16, sam_encoder: nn.Module | None = None, sam_imgsz: int | None = None,
+                 edp: bool = True, rvp: bool = True, t2v: bool = True, v2t: bool = True, activation: str = "energy",
+                 patch_size: int = 32, mask_ratio: float = 0.2, mask_block: int = 2) -> None:
         super().__init__()
-        if cfg.sam != (sam_encoder is not None):
-            raise ValueError("pass a SAM encoder exactly when cfg.sam is true (use build_model)")
-        self.cfg, self.text_dim = cfg, text_dim
-        scale, dim = get_scale(cfg.scale), cfg.dim
-        chans = scale.out_channels
+        if edp and sam_encoder is None:
+            raise ValueError("edp needs a SAM encoder (pass sam_encoder, or edp=False)")
+        spec = get_scale(scale)
+        dim, chans = embed_dim or spec.embed_dim, spec.out_channels
+        self.scale, self.text_dim, self.in_channels, self.reg_max = scale, text_dim, in_channels, reg_max
+        self.sam_imgsz, self.edp, self.t2v = sam_imgsz, edp, t2v
         self.text_proj = nn.Linear(text_dim, dim)
-        self.expert = Expert(scale, cfg.in_channels, dim if cfg.t2v else None, cfg.heads)
+        self.expert = Expert(spec, in_channels, dim if t2v else None, spec.attn_heads)
         self.sam = sam_encoder
-        self.projection = (
-            DomainProjection(chans, scale.prompt_dims, cfg.edp, cfg.mask_ratio, cfg.mask_block) if cfg.sam else None
-        )
-        prompt_dims = scale.prompt_dims if cfg.sam else chans
-        self.prompt = (
-            RefinedPrompt(prompt_dims, cfg.activation, cfg.patch_size, STRIDES, cfg.reg_max) if cfg.rvp else None
-        )
+        has_sam = sam_encoder is not None
+        self.projection = DomainProjection(chans, spec.prompt_dims, edp, mask_ratio, mask_block) if has_sam else None
+        prompt_dims = spec.prompt_dims if has_sam else chans
+        self.prompt = RefinedPrompt(prompt_dims, activation, patch_size, STRIDES, reg_max) if rvp else None
         self.inject = None
-        if cfg.sam or cfg.rvp:
+        if has_sam or rvp:
             self.inject = nn.ModuleList(nn.Conv2d(cp, ce, 1) for cp, ce in zip(prompt_dims, chans, strict=True))
             for conv in self.inject:
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
-        self.v2t = VisualTextUpdate(chans, dim) if cfg.v2t else None
-        self.head = TextHead(chans, dim, cfg.reg_max)
+        self.v2t = VisualTextUpdate(chans, dim) if v2t else None
+        self.head = TextHead(chans, dim, reg_max)
         self._dp_active = True
-        if not cfg.expert_update:
-            for name, p in self.expert.named_parameters():
-                if not is_attention_param(name):
-                    p.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, text_dim: int, sam_encoder: nn.Module | None = None) -> RTVPNet:
+        """The model a config describes, with ``sam_encoder`` as its SAM branch.
+
+        The encoder is used as given: loading weights, freezing and warnings are :func:`build_model`'s.
+        """
+        return cls(cfg.scale, text_dim, in_channels=cfg.in_channels, embed_dim=cfg.dim, reg_max=cfg.reg_max,
+                   sam_encoder=sam_encoder if cfg.sam else None, sam_imgsz=cfg.sam_imgsz, edp=cfg.edp, rvp=cfg.rvp,
+                   t2v=cfg.t2v, v2t=cfg.v2t, activation=cfg.activation, patch_size=cfg.patch_size,
+                   mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block)
 
     # ------------------------------------------------------------------ state
     @property
@@ -118,76 +148,6 @@ class RTVPNet(nn.Module):
                 groups["other"].append(p)
         return groups
 
-    def load_expert(self, state_dict: Mapping[str, torch.Tensor],
-                    class_text: torch.Tensor | None = None) -> dict[str, int]:
-        """Copy stage-1 expert weights (``ExpertDetector.state_dict()``, or a bare ``Expert`` state dict).
-
-        The expert's backbone + neck load strictly (only the T->V extras may be missing); the closed-set head's box
-        branch is copied into this head's box branch (same architecture). With ``class_text`` the class branch
-        also seeds the embedding branch (:meth:`TextHead.init_from_classifier`), so that at the start of stage 2
-        the contrastive logits rank the classes as the expert did; without it the class branch is ignored.
-
-        Args:
-            state_dict: the expert's weights.
-            class_text: ``(nc, Dt)`` text-encoder embeddings of the expert's classes, in its logit order.
-
-        Returns:
-            Number of tensors copied and levels seeded: ``{"expert": n, "box": m, "cls": levels}``.
-
-        Raises:
-            CheckpointError: unexpected or missing expert keys, or shape mismatches (another scale/in_channels).
-        """
-        if "model" in state_dict and isinstance(state_dict["model"], Mapping):
-            state_dict = state_dict["model"]
-        has_prefix = any(k.startswith("expert.") for k in state_dict)
-        expert_sd = {
-            k.removeprefix("expert."): v for k, v in state_dict.items() if not has_prefix or k.startswith("expert.")
-        }
-        box_sd = {k.removeprefix("head.box."): v for k, v in state_dict.items() if k.startswith("head.box.")}
-        own = self.expert.state_dict()
-        unexpected = sorted(set(expert_sd) - set(own))
-        missing = sorted(k for k in set(own) - set(expert_sd) if not is_attention_param(k))
-        bad = [
-            f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-            for k, v in expert_sd.items()
-            if k in own and v.shape != own[k].shape
-        ]
-        if unexpected or missing or bad:
-            raise CheckpointError(
-                f"expert weights do not fit scale '{self.cfg.scale}' with in_channels={self.cfg.in_channels}: "
-                f"unexpected {unexpected[:5]}, missing {missing[:5]}, shape mismatch {bad[:5]}; "
-                "train the expert with the same scale and channels"
-            )
-        with torch.no_grad():
-            for k, v in expert_sd.items():
-                own[k].copy_(v)
-            box_own = self.head.box.state_dict()
-            copied = 0
-            if box_sd and set(box_sd) == set(box_own) and all(box_sd[k].shape == box_own[k].shape for k in box_sd):
-                for k, v in box_sd.items():
-                    box_own[k].copy_(v)
-                copied = len(box_sd)
-        levels = self._seed_embed_branch(state_dict, class_text) if class_text is not None else 0
-        return {"expert": len(expert_sd), "box": copied, "cls": levels}
-
-    def _seed_embed_branch(self, state_dict: Mapping[str, torch.Tensor], class_text: torch.Tensor) -> int:
-        """Seed the embedding branch from the expert's class branch (``head.cls.*``); 0 when there is none."""
-        cls_sd = {k.removeprefix("head."): v for k, v in state_dict.items() if k.startswith("head.cls.")}
-        if "cls.0.2.weight" not in cls_sd:
-            return 0
-        nc = cls_sd["cls.0.2.weight"].shape[0]
-        if class_text.shape != (nc, self.text_dim):
-            raise ValueError(f"class_text must be ({nc}, {self.text_dim}) for this expert (one row per class), got "
-                             f"{tuple(class_text.shape)}")
-        channels = tuple(b[0].conv.in_channels for b in self.head.box)
-        expert_head = DetectHead(channels, nc, self.cfg.reg_max)
-        if any(cls_sd[k].shape != v.shape for k, v in expert_head.state_dict().items() if k in cls_sd):
-            return 0
-        expert_head.load_state_dict({**expert_head.state_dict(), **cls_sd})
-        with torch.no_grad():
-            prompts = F.normalize(self.text_proj(class_text.to(self.text_proj.weight)), dim=-1)
-        return self.head.init_from_classifier(expert_head.cls, prompts)
-
     # ---------------------------------------------------------------- forward
     def sam_features(self, images: torch.Tensor) -> torch.Tensor:
         """SAM features for ``images`` (B, C, H, W) in [0, 1]: (B, 256, H/16, W/16) on the expert's stride-16 grid.
@@ -195,10 +155,10 @@ class RTVPNet(nn.Module):
         Cacheable for un-augmented passes when SAM is frozen (pass them to ``forward(..., sam_features=...)``).
         """
         if self.sam is None:
-            raise ValueError("this model has no SAM branch (cfg.sam is false)")
+            raise ValueError("this model has no SAM branch (built without a SAM encoder)")
         h, w = images.shape[2:]
         x = sam_view(images)
-        size = self.cfg.sam_size(h, w)
+        size = self.sam_size(h, w)
         if tuple(x.shape[2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         frozen = not any(p.requires_grad for p in self.sam.parameters())
@@ -207,6 +167,10 @@ class RTVPNet(nn.Module):
         if tuple(f.shape[2:]) != (h // 16, w // 16):
             f = F.interpolate(f, size=(h // 16, w // 16), mode="bilinear", align_corners=False)
         return f
+
+    def sam_size(self, height: int, width: int) -> tuple[int, int]:
+        """SAM input size for an expert input of ``height x width`` pixels (see :func:`sam_input_size`)."""
+        return sam_input_size(height, width, self.scale, self.sam_imgsz)
 
     def _text(self, text: torch.Tensor, batch: int) -> torch.Tensor:
         if text.ndim == 2:
@@ -223,7 +187,7 @@ class RTVPNet(nn.Module):
         prompts, aux, pairs, maps = None, None, [], {}
         if self.projection is not None:
             f4 = self.sam_features(images) if sam_features is None else sam_features
-            with_dp = self.cfg.edp and self.training and self._dp_active
+            with_dp = self.edp and self.training and self._dp_active
             prompts, pairs = self.projection(f4.to(feats[0].dtype), feats, with_dp)
         elif self.prompt is not None:
             prompts = feats
@@ -250,13 +214,13 @@ class RTVPNet(nn.Module):
             ``RawOutputs``; ``aux_box_dist`` only in training with RVP, ``dp_pairs`` only in training with EDP
             while L_dp is active.
         """
-        check_input(images, self.cfg.in_channels)
+        check_input(images, self.in_channels)
         b = images.shape[0]
         t = self._text(text, b)
         mask = expand_mask(text_mask, b, t.shape[1])
         if mask is not None:
             mask = mask.to(t.device)
-        feats = self.expert(images, t, mask) if self.cfg.t2v else self.expert(images)
+        feats = self.expert(images, t, mask) if self.t2v else self.expert(images)
         shapes = [(f.shape[2], f.shape[3]) for f in feats]
         prompts, aux, pairs, maps = self._prompts(images, feats, sam_features)
         if prompts is not None and self.inject is not None:
@@ -276,7 +240,7 @@ class RTVPNet(nn.Module):
             dp_pairs=pairs,
             maps=maps,
             feat_shapes=shapes,
-            reg_max=self.cfg.reg_max,
+            reg_max=self.reg_max,
         )
 
 
@@ -300,6 +264,8 @@ def build_model(cfg: ModelConfig, text_dim: int, sam_encoder: nn.Module | None =
     """
     if text_dim < 1:
         raise ValueError(f"text_dim must be >= 1, got {text_dim}")
+    if sam_encoder is not None and not cfg.sam:
+        raise ValueError("a SAM encoder was passed but cfg.sam is false")
     if cfg.sam and sam_encoder is None:
         from rtvp.models.sam import MobileSAMEncoder, load_mobile_sam
 
@@ -320,4 +286,4 @@ def build_model(cfg: ModelConfig, text_dim: int, sam_encoder: nn.Module | None =
                 "mobile_sam.pt as model.sam_weights to freeze it instead",
                 stacklevel=2,
             )
-    return RTVPNet(cfg, text_dim, sam_encoder).train()
+    return RTVPNet.from_config(cfg, text_dim, sam_encoder).train()

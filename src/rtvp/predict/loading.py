@@ -24,7 +24,7 @@ from torch import nn
 from rtvp.checkpoint import CHECKPOINT_FORMAT, load_checkpoint
 from rtvp.config import from_dict
 from rtvp.errors import CheckpointError, ConfigError
-from rtvp.models.config import ModelConfig
+from rtvp.models.config import TRAINING_KEYS, ModelConfig
 from rtvp.models.detector import RTVPNet
 from rtvp.models.expert import ExpertDetector
 from rtvp.models.outputs import RawOutputs
@@ -131,7 +131,7 @@ def _build_expert(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor], voc
 
 def _build_rtvpnet(cfg_dict: Mapping[str, Any], ckpt: Mapping[str, Any], state: Mapping[str, torch.Tensor],
                    where: str) -> RTVPNet:
-    keys = {k: v for k, v in cfg_dict.items() if k != "nc"}
+    keys = {k: v for k, v in cfg_dict.items() if k != "nc" and k not in TRAINING_KEYS}  # older checkpoints
     try:
         cfg = from_dict(ModelConfig, keys, where="model_config")
     except ConfigError as e:
@@ -145,7 +145,7 @@ def _build_rtvpnet(cfg_dict: Mapping[str, Any], ckpt: Mapping[str, Any], state: 
         from rtvp.models.sam import MobileSAMEncoder
 
         sam = MobileSAMEncoder()
-    return RTVPNet(cfg, int(text_dim), sam)
+    return RTVPNet.from_config(cfg, int(text_dim), sam)
 
 
 def model_from_checkpoint(

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rtvp.data.config import AugmentConfig
 from rtvp.errors import ConfigError
-from rtvp.models.config import ModelConfig
+from rtvp.models.config import TRAINING_KEYS, ModelConfig
 from rtvp.models.scales import SCALES
 
 ARCHS = ("rtvpnet", "expert")
@@ -45,8 +45,8 @@ class TrainConfig:
         expert_epochs: epochs of stage 1 (expert pre-training on seen classes).
         expert_weights: a stage-1 checkpoint to start stage 2 from (skips stage 1 when stage is "full").
         expert_head_init: start stage 2's embedding branch from the expert's class branch and the class texts
-            (``RTVPNet.load_expert(..., class_text=...)``), so stage 2 begins ranking classes as the expert does
-            instead of from a random classifier; ``false`` keeps the random embedding branch.
+            (``rtvp.models.transfer.load_expert(..., class_text=...)``), so stage 2 begins ranking classes as the
+            expert does instead of from a random classifier; ``false`` keeps the random embedding branch.
         epochs: epochs of the trained stage (stage 2 when stage is "both").
         batch: global batch size (split over DDP ranks).
         imgsz: training/eval image size (letterboxed square side, multiple of 32).
@@ -77,10 +77,16 @@ class TrainConfig:
         name: run name; the run folder is ``runs/<name>`` unless ``out`` is given.
         out: run folder.
         exist_ok: allow starting a new run in a folder that already holds one (overwrites it).
+        expert_update: train the expert in stage 2 (Eq.6) at the coupling learning rate; false freezes it.
+        coupling_ratio: the stage-2 expert's learning rate is ``coupling_ratio * lr`` (eta_c).
+        dp_eps: stage 2 stops optimising L_dp once its running mean falls below this (RTVPNet with EDP); in units
+            of mean squared expert feature.
         augment: augmentations of the training dataset (``--set augment.mosaic=0``).
-        model: the model config (``--set model.edp=false``); the stage-2 expert lr is
-            ``model.coupling_ratio * lr`` and L_dp stops when its running mean drops below ``model.dp_eps``.
+        model: the model config (``--set model.edp=false``).
     """
+
+    MOVED_KEYS: ClassVar[dict[str, str]] = {f"model.{k}": k for k in TRAINING_KEYS}
+    """Training settings older versions kept under ``model`` (their config.yaml files and checkpoints still load)."""
 
     data: Path | None = None
     protocol: Literal["closed", "open"] = "closed"
@@ -118,6 +124,9 @@ class TrainConfig:
     name: str = "exp"
     out: Path | None = None
     exist_ok: bool = False
+    expert_update: bool = True
+    coupling_ratio: float = 0.1
+    dp_eps: float = 0.02
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -134,6 +143,9 @@ class TrainConfig:
                               "rates and periods non-negative)")
         if self.imgsz % 32:
             raise ConfigError(f"TrainConfig: imgsz={self.imgsz} must be a multiple of 32 (the largest stride)")
+        if self.coupling_ratio <= 0 or self.dp_eps < 0:
+            raise ConfigError(f"TrainConfig: coupling_ratio={self.coupling_ratio} must be > 0 and dp_eps={self.dp_eps}"
+                              " >= 0")
         if not 0.0 <= self.lr_final <= 1.0 or not 0.0 <= self.ema_decay < 1.0 or self.ema_tau <= 0:
             raise ConfigError(f"TrainConfig: lr_final={self.lr_final} must be in [0, 1], ema_decay={self.ema_decay} "
                               f"in [0, 1) and ema_tau={self.ema_tau} > 0")

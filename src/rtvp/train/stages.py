@@ -1,10 +1,10 @@
-"""The two training stages on a real benchmark (DESIGN §4, paper §4.3).
+"""The two training stages on a real benchmark (paper §4.3).
 
 Stage 1 ("expert") trains ``ExpertDetector`` as a closed-set detector on the seen classes (all classes for the
 closed protocol; vocabulary "all"). Stage 2 ("full") builds ``RTVPNet``, copies the stage-1 expert into it
-(``load_expert``), and trains the whole model: the text encoder frozen (its class embeddings are computed once per
-run), the SAM encoder frozen when official weights are loaded, the expert at the coupling learning rate, and L_dp
-switched off once its running mean drops below ``model.dp_eps``.
+(``rtvp.models.transfer.load_expert``), and trains the whole model: the text encoder frozen (its class embeddings
+are computed once per run), the SAM encoder frozen when official weights are loaded, the expert at the coupling
+learning rate, and L_dp switched off once its running mean drops below ``dp_eps`` (:class:`DPTerminationHook`).
 
 Evaluation is injected (``make_eval``): this module never imports the evaluator.
 """
@@ -27,6 +27,7 @@ from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
 from rtvp.models.text import build_text_encoder, default_cache_dir
+from rtvp.models.transfer import freeze_expert, load_expert
 from rtvp.train.config import TrainConfig
 from rtvp.train.distributed import DistInfo, barrier, init_distributed
 from rtvp.train.runner import TrainParts, fit, per_rank_batch, seed_everything
@@ -175,21 +176,23 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
         state, expert_vocab = load_expert_weights(Path(expert_ckpt))
         class_text = expert_text_rows(cfg, expert_vocab, ds.class_texts, table, dist) \
             if cfg.expert_head_init and expert_vocab else None
-        copied = model.load_expert(state, class_text=class_text)
+        copied = load_expert(model, state, class_text=class_text)
         if dist.is_main:
             LOGGER.info("stage 2 starts from the expert in %s (%s tensors copied)", expert_ckpt, copied)
     elif dist.is_main:
         LOGGER.warning("stage 2 without a pre-trained expert (stage=full and no expert_weights): the expert starts "
                        "from random weights")
+    if not cfg.expert_update:
+        freeze_expert(model)
     criterion = DetectionCriterion()
     meta = {"arch": "rtvpnet", "model_config": to_dict(cfg.model), "vocabulary": list(ds.class_texts),
             "categories": list(ds.categories), "text_encoder": cfg.model.text_encoder, "text_dim": table.shape[1],
             "text_embeddings": table}
     eval_fn = make_eval("full", meta) if make_eval is not None else None
     has_dp = cfg.model.edp and cfg.model.sam
-    dp_hooks = [DPTerminationHook(cfg.model.dp_eps, gain=criterion.gains["dp"])] if has_dp else []
+    dp_hooks = [DPTerminationHook(cfg.dp_eps, gain=criterion.gains["dp"])] if has_dp else []
     return TrainParts(model=model, criterion=criterion, loader=make_loader(cfg, ds, dist), text_table=table,
-                      eval_fn=eval_fn, meta=meta, expert_lr_ratio=cfg.model.coupling_ratio,
+                      eval_fn=eval_fn, meta=meta, expert_lr_ratio=cfg.coupling_ratio,
                       model_hooks=dp_hooks, find_unused_parameters=True)
 
 

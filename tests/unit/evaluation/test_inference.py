@@ -78,7 +78,8 @@ def test_eval_fn_on_a_live_model(bench, ckpt):
     model, meta = load_model(ckpt)
     model.train()
     calls = []
-    eval_fn = make_eval_fn(bench, "generalized", imgsz=64, batch=2, text_embeddings=meta.text_embeddings)
+    eval_fn = make_eval_fn(bench, "generalized", imgsz=64, batch=2, text_embeddings=meta.text_embeddings,
+                           text_encoder_name=meta.text_encoder)
     from rtvp.models.text import HashingEncoder
 
     encode = HashingEncoder.encode

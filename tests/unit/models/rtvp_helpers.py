@@ -11,6 +11,7 @@ from torch import nn
 
 from rtvp.models.config import ModelConfig
 from rtvp.models.detector import RTVPNet, build_model
+from rtvp.models.transfer import freeze_expert
 
 TEXT_DIM = 16
 
@@ -39,12 +40,15 @@ class StandInSAM(nn.Module):
 
 def build(seed: int = 0, text_dim: int = TEXT_DIM, sam_encoder: nn.Module | None = None, **kw) -> RTVPNet:
     """Tiny RTVPNet (all switches on unless overridden) with the stand-in SAM, seeded, zero inits perturbed."""
+    expert_update = kw.pop("expert_update", True)
     cfg = ModelConfig(**{"scale": "tiny", **kw})
     torch.manual_seed(seed)
     encoder = (sam_encoder or StandInSAM()) if cfg.sam else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg, text_dim, sam_encoder=encoder)
+    if not expert_update:
+        freeze_expert(model)
     perturb_zero_inits(model, seed)
     calibrate_bn(model)
     return model
@@ -63,7 +67,7 @@ def calibrate_bn(model: RTVPNet) -> None:
         bn.momentum = None
     with torch.no_grad():
         torch.manual_seed(123)
-        model(images(2, c=model.cfg.in_channels, seed=123), text(3, dim=model.text_dim, seed=123))
+        model(images(2, c=model.in_channels, seed=123), text(3, dim=model.text_dim, seed=123))
     for bn, m in zip(bns, momenta, strict=True):
         bn.momentum = m
 

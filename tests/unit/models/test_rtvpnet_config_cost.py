@@ -12,6 +12,7 @@ from rtvp.config import from_dict
 from rtvp.errors import ConfigError
 from rtvp.models import SCALES, ModelConfig
 from rtvp.models.cost import COMPONENTS, component_of, flop_report, param_report
+from rtvp.models.detector import sam_input_size
 
 
 def test_config_defaults_and_resolution():
@@ -21,11 +22,11 @@ def test_config_defaults_and_resolution():
     assert cfg.dim == 256 and ModelConfig(scale="l").dim == 512 and ModelConfig(embed_dim=64).dim == 64
     assert cfg.freeze_sam is False and ModelConfig(sam_weights="x.pt").freeze_sam is True  # type: ignore[arg-type]
     assert ModelConfig(sam_weights="x.pt", sam_freeze=False).freeze_sam is False  # type: ignore[arg-type]
-    assert cfg.sam_size(640, 640) == (320, 320)  # n: half size
-    assert ModelConfig(scale="s").sam_size(640, 480) == (640, 480)
-    assert ModelConfig(scale="s", sam_imgsz=320).sam_size(640, 480) == (320, 256)  # 240 rounds to 256
-    assert ModelConfig(sam_imgsz=100).sam_size(64, 64) == (96, 96)
-    assert ModelConfig().sam_size(32, 32) == (32, 32)  # never below 32
+    assert sam_input_size(640, 640, "n", None) == (320, 320)  # n: half size
+    assert sam_input_size(640, 480, "s", None) == (640, 480)
+    assert sam_input_size(640, 480, "s", 320) == (320, 256)  # 240 rounds to 256
+    assert sam_input_size(64, 64, "n", 100) == (96, 96)
+    assert sam_input_size(32, 32, "n", None) == (32, 32)  # never below 32
     assert set(SCALES.names()) == {"tiny", "n", "s", "l"}
 
 
@@ -39,7 +40,6 @@ def test_config_defaults_and_resolution():
         ({"embed_dim": 100}, "divisible"),
         ({"patch_size": 0}, "patch_size"),
         ({"in_channels": 0}, "in_channels"),
-        ({"coupling_ratio": 0}, "coupling_ratio"),
         ({"sam_imgsz": 16}, "sam_imgsz"),
         ({"samm": True}, "unknown key"),
     ],

@@ -9,6 +9,7 @@ from rtvp_helpers import build, images, single_thread, text  # noqa: F401 (autou
 from rtvp.errors import CheckpointError
 from rtvp.models import ExpertDetector
 from rtvp.models.cost import flop_report, param_report
+from rtvp.models.transfer import load_expert
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])
@@ -49,7 +50,7 @@ def test_load_expert_copies_weights_and_tcsp_starts_as_expert():
         for name, p in model.expert.named_parameters():
             if name.endswith("attn_proj.weight"):
                 p.zero_()
-    counts = model.load_expert(det.state_dict())
+    counts = load_expert(model, det.state_dict())
     assert counts["expert"] == len(det.expert.state_dict()) and counts["box"] == len(det.head.box.state_dict())
     for k, v in det.expert.state_dict().items():
         torch.testing.assert_close(model.expert.state_dict()[k], v)
@@ -62,20 +63,20 @@ def test_load_expert_copies_weights_and_tcsp_starts_as_expert():
         for a, b in zip(model.expert(x, t), det.expert(x), strict=True):
             torch.testing.assert_close(a, b)  # zero-initialised T->V fusion: the T-CSP neck equals the expert's
     bare = build(seed=1, t2v=False)
-    assert bare.load_expert(det.expert.state_dict())["box"] == 0  # a bare Expert state dict works too
-    assert bare.load_expert({"model": det.state_dict()})["expert"] > 0
+    assert load_expert(bare, det.expert.state_dict())["box"] == 0  # a bare Expert state dict works too
+    assert load_expert(bare, {"model": det.state_dict()})["expert"] > 0
 
 
 def test_load_expert_rejects_wrong_scale_or_channels():
     model = build(seed=0)
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        model.load_expert(ExpertDetector("tiny", in_channels=1, nc=5).state_dict())
+        load_expert(model, ExpertDetector("tiny", in_channels=1, nc=5).state_dict())
     with pytest.raises(CheckpointError, match="missing"):
-        model.load_expert({"expert.backbone.stem.0.conv.weight": torch.zeros(8, 3, 3, 3)})
+        load_expert(model, {"expert.backbone.stem.0.conv.weight": torch.zeros(8, 3, 3, 3)})
     with pytest.raises(CheckpointError, match="unexpected"):
         sd = ExpertDetector("tiny", 3, nc=5).state_dict()
         sd["expert.extra.weight"] = torch.zeros(1)
-        model.load_expert(sd)
+        load_expert(model, sd)
 
 
 def _expert_with_stats(nc: int, seed: int) -> ExpertDetector:
@@ -103,7 +104,7 @@ def test_load_expert_seeds_the_embedding_branch_with_the_expert_classifier(nc):
     torch.manual_seed(0)
     model = build_model(ModelConfig(scale="tiny", sam=False, edp=False, rvp=False, text_encoder="hash"), 24).eval()
     class_text = text(nc, dim=24, seed=5)
-    assert model.load_expert(det.state_dict(), class_text=class_text)["cls"] == 3
+    assert load_expert(model, det.state_dict(), class_text=class_text)["cls"] == 3
     x = images(2, seed=6)
     with torch.no_grad():
         z = det(x).logits  # (B, A, nc)
@@ -121,9 +122,9 @@ def test_load_expert_class_text_errors_and_fallbacks():
     det = _expert_with_stats(5, seed=4)
     model = build(seed=0)
     with pytest.raises(ValueError, match=r"class_text must be \(5, "):
-        model.load_expert(det.state_dict(), class_text=text(4))
+        load_expert(model, det.state_dict(), class_text=text(4))
     before = model.head.embed.state_dict()
-    assert model.load_expert(det.expert.state_dict(), class_text=text(5))["cls"] == 0  # bare expert: no class branch
-    assert model.load_expert(det.state_dict())["cls"] == 0  # no class_text: the embedding branch is untouched
+    assert load_expert(model, det.expert.state_dict(), class_text=text(5))["cls"] == 0  # bare expert: no class branch
+    assert load_expert(model, det.state_dict())["cls"] == 0  # no class_text: the embedding branch is untouched
     for k, v in model.head.embed.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -47,6 +47,16 @@ def test_checkpoint_rebuild_gives_the_same_outputs(tmp_path, ckpt):
     torch.testing.assert_close(a.box_dist, b.box_dist)
 
 
+def test_checkpoints_with_training_keys_in_model_config_still_load(ckpt):
+    old = {**ckpt, "model_config": {**ckpt["model_config"], "dp_eps": 0.02, "coupling_ratio": 0.1,
+                                    "expert_update": True}}  # written before these moved to TrainConfig
+    model, _ = load_model(old)
+    reference, _ = load_model(ckpt)
+    x, text = torch.rand(1, 3, 64, 64), torch.randn(2, TEXT_DIM)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, text).logits, reference(x, text).logits)
+
+
 def test_ema_weights_are_preferred(ckpt):
     ema = {k: v.clone() for k, v in ckpt["model"].items()}
     ema["head.beta"] = ema["head.beta"] + 3.0

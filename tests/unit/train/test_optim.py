@@ -77,3 +77,4 @@ def test_warmup_longer_than_run_and_bad_final():
     assert [s.factor(i) for i in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     with pytest.raises(ConfigError):
         WarmupCosine(10, 1, final=1.5)
+

@@ -1,0 +1,16 @@
+import pytest
+
+from rtvp.config import apply_overrides, load_yaml
+from rtvp.errors import ConfigError
+from rtvp.train.config import TrainConfig
+
+
+def test_training_keys_moved_out_of_the_model_section_still_load(tmp_path):
+    old = tmp_path / "config.yaml"  # a run config written before coupling_ratio/dp_eps/expert_update left `model`
+    old.write_text("epochs: 3\nmodel:\n  scale: tiny\n  coupling_ratio: 0.5\n  dp_eps: 0.1\n  expert_update: false\n")
+    cfg = load_yaml(TrainConfig, old)
+    assert (cfg.coupling_ratio, cfg.dp_eps, cfg.expert_update, cfg.model.scale) == (0.5, 0.1, False, "tiny")
+    cfg = apply_overrides(TrainConfig(), ["model.coupling_ratio=0.25", "dp_eps=0.3"])
+    assert (cfg.coupling_ratio, cfg.dp_eps) == (0.25, 0.3)
+    with pytest.raises(ConfigError, match="coupling_ratio=0"):
+        TrainConfig(coupling_ratio=0)

@@ -1,4 +1,4 @@
-"""Shared writer of hand-made toy benchmarks (CONTRACTS.md layout) for the test folders.
+"""Shared writer of hand-made toy benchmarks (benchmark.yaml + annotations/<split>.json + images/) for the test folders.
 
 Each test area keeps its own image layout (what the tests' hand-computed expectations are about); this module holds
 what they have in common: category and annotation records, the colour-rectangle renderer and the four COCO split

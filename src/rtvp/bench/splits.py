@@ -240,7 +240,7 @@ def choose_unseen(emb: np.ndarray | None, forced: np.ndarray, eligible: np.ndarr
 
 def open_split(groups: np.ndarray, is_val: np.ndarray, indptr: np.ndarray, cats: np.ndarray,
                unseen_cls: np.ndarray, unseen_scene_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Assign images to ``open_train`` / ``open_val`` (CONTRACTS.md).
+    """Assign images to ``open_train`` / ``open_val``.
 
     A near-duplicate group is *unseen* when any member holds an unseen class or belongs to an unseen scene; such
     groups go to ``open_val`` entirely. ``open_train`` = closed-train images of the other groups, ``open_val`` =

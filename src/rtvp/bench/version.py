@@ -6,10 +6,10 @@ modified unless it is also the destination (an in-place review import).
 
 Two kinds of copies:
 
-- :func:`write_version`: a complete benchmark (CONTRACTS.md layout) whose images are per-file symlinks to the
-  real image files (links resolved, so the copy survives the removal of its parent). Every file is written
-  atomically and ``benchmark.yaml`` last, so a folder without it is an unfinished version; rerunning the writer
-  completes it.
+- :func:`write_version`: a complete benchmark (``benchmark.yaml``, ``annotations/<split>.json``, ``images/``)
+  whose images are per-file symlinks to the real image files (links resolved, so the copy survives the removal of
+  its parent). Every file is written atomically and ``benchmark.yaml`` last, so a folder without it is an
+  unfinished version; rerunning the writer completes it.
 - :func:`scratch_bench`: a throw-away training benchmark (``images`` is one symlink to the parent's image folder).
 
 ``open_train`` of a new version is rebuilt from its ``closed_train`` (:func:`derive_open_train`): the parent's

@@ -1,4 +1,4 @@
-"""Per-batch vocabulary (DESIGN §3.5): which category texts the model scores in a batch, and label remapping.
+"""Per-batch vocabulary: which K category texts the contrastive head scores in a batch, and label remapping.
 
 ``"all"``: the allowed categories in fixed (ascending) order, padded with ``-1`` to ``size``.
 ``"sampled"``: every category present in the batch plus random allowed negatives, shuffled, padded with ``-1`` to

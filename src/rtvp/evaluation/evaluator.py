@@ -1,4 +1,4 @@
-"""Evaluation protocols of the benchmark (DESIGN §4): closed, open (unseen vocabulary), generalized (seen + unseen).
+"""Evaluation protocols of the benchmark (paper 001 §3, §5.1): closed, open (unseen vocabulary), generalized (both).
 
 ``evaluate`` works on saved COCO results, so ``rtvp val --predictions`` and the trainer's eval hook share one path:
 predictions -> COCOeval -> summary + per class / scene / supercategory / frequency bucket (+ seen/unseen/HM).

@@ -1,4 +1,4 @@
-"""``DetectionCriterion``: the full training loss of RTVPNet (DESIGN §3.5) and of the closed-set expert.
+"""``DetectionCriterion``: the training loss of RTVPNet (paper 001 §4.2-4.6) and of the closed-set expert.
 
 ``loss = B * (w_box * box + w_dfl * dfl + w_cls * cls + w_nce * nce + w_aux * aux + w_dp * dp)`` with
 

@@ -1,4 +1,4 @@
-"""``ModelConfig``: the typed switches and sizes of RTVPNet (DESIGN.md §3). Build it with ``rtvp.config.from_dict``.
+"""``ModelConfig``: the typed switches and sizes of RTVPNet (paper 001 §4). Build it with ``rtvp.config.from_dict``.
 
 Cost levers (GFLOPs from ``rtvp info``: 2 FLOPs per multiply-add; scale ``n`` at 320 px, K = 80 prompts):
 

@@ -1,4 +1,6 @@
-"""Bidirectional text-visual interaction (DESIGN.md §3.3-3.4): T->V max-sigmoid attention and V->T text update.
+"""Bidirectional text-visual interaction (paper 001 §4.5-4.6, Eq.10-11).
+
+T->V max-sigmoid attention and V->T text update.
 
 T->V (Eq.10), inside the neck's C2f blocks (a "T-CSP" layer): for the last bottleneck output X,
 ``X_e = BN(conv1x1(X))`` with D channels split into h heads of size d = D/h,

@@ -1,4 +1,4 @@
-"""Expert-assisted domain projection (EDP, DESIGN.md §3.1, Eq.2-6): SAM features -> coarse visual prompts V_c.
+"""Expert-assisted domain projection (EDP, paper 001 §4.3, Eq.2-6): SAM features -> coarse prompts V_c.
 
 For level i in {3, 4, 5} (strides 8/16/32):
 

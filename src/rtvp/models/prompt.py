@@ -1,4 +1,4 @@
-"""Refined visual prompt (RVP, DESIGN.md §3.2, Eq.7-9): activation, uncertainty, patch-wise sparse selection.
+"""Refined visual prompt (RVP, paper 001 §4.4, Eq.7-9): activation, uncertainty, patch-wise sparse selection.
 
 Per level, for a coarse prompt V (B, C, H, W):
 

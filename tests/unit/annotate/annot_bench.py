@@ -1,4 +1,4 @@
-"""A hand-made 16-image benchmark (CONTRACTS.md layout) and tiny random checkpoints for the annotation tests.
+"""A hand-made 16-image benchmark (benchmark.yaml + annotations/ + images/) and tiny random checkpoints.
 
 Two scenes (steel, wood), three classes drawn as solid rectangles of a class colour on dark noise: "scratch on
 steel" (red), "hole on steel" (green, unseen), "spot on wood" (blue). 64x64 RGB PNGs; images 13-16 are closed_val.

@@ -1,4 +1,4 @@
-"""Hand-written tiny benchmarks for the data-pipeline tests (COCO JSONs per CONTRACTS.md + PNG/NPY images)."""
+"""Hand-written tiny benchmarks for the data-pipeline tests (COCO split JSONs + PNG/NPY images)."""
 
 from __future__ import annotations
 

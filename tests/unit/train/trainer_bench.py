@@ -1,4 +1,4 @@
-"""A hand-made 10-image benchmark (CONTRACTS.md layout) for the trainer's integration tests.
+"""A hand-made 10-image benchmark (benchmark.yaml + annotations/ + images/) for the trainer's integration tests.
 
 Three classes drawn as solid rectangles of a class-specific colour on dark noise ("scratch" red, "hole" green,
 "spot" blue); "hole" is the unseen class. 64x64 RGB PNGs, one defect-free image.

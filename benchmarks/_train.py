@@ -3,7 +3,7 @@
 - benchmarks: ``quick_bench`` (``rtvp data synth`` + ``rtvp data build configs/benchmarks/synth.yaml``),
   ``recipe_bench`` (``rtvp data build RECIPE``), ``subset_bench`` (seeded share of the training images);
 - training: ``make_config`` (a ``TrainConfig`` from a :class:`Budget` + switches) and ``train_run`` (one call of
-  ``rtvp.train.stages.train``; runs are content-addressed under ``<runs>/train/`` so every script that asks for the
+  ``rtvp.training.stages.train``; runs are content-addressed under ``<runs>/train/`` so every script that asks for the
   same config reuses the checkpoint, and an interrupted run resumes from ``last.pt``);
 - evaluation: ``evaluate_weights`` (``predict_split`` + ``evaluate``) and ``evaluate_expert_generalized``.
 """
@@ -85,7 +85,7 @@ def budget_from_args(args: Any) -> Budget:
 
 def setup_logging() -> None:
     """Show the trainer's per-epoch summaries (indented under the cell headers) and the no-SAM warning once."""
-    from rtvp.train.loggers import console_logging
+    from rtvp.training.loggers import console_logging
 
     console_logging(indent="  ")
     warnings.filterwarnings("once", message="no sam_weights given")
@@ -192,7 +192,7 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
     ``stage="expert"`` trains stage 1 alone for ``budget.expert_epochs`` (a one-stage run trains ``cfg.epochs``).
     """
     from rtvp.config import apply_overrides
-    from rtvp.train.config import TrainConfig
+    from rtvp.training.config import TrainConfig
 
     epochs = budget.expert_epochs if stage == "expert" else budget.epochs
     cfg = TrainConfig(data=Path(bench), protocol=protocol, stage=stage, expert_weights=expert_weights,
@@ -227,8 +227,8 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
     from rtvp.fileio import atomic_write_text
-    from rtvp.train.stages import stage_dirs
-    from rtvp.train.stages import train as train_stages
+    from rtvp.training.stages import stage_dirs
+    from rtvp.training.stages import train as train_stages
 
     key = run_key(cfg)
     same = sorted((Path(runs_root) / "train").glob(f"*-{key}"))  # the same config trained under another name

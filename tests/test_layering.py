@@ -1,7 +1,7 @@
 """The import graph points one way.
 
-sources -> bench -> data -> models -> loss -> checkpoint -> {train, predict} -> {evaluation, deploy}
--> {annotate, tasks} -> service -> cli. train and predict never import each other; train never imports
+sources -> bench -> data -> models -> loss -> checkpoint -> {training, predict} -> {evaluation, deploy}
+-> {annotate, tasks} -> service -> cli. training and predict never import each other; training never imports
 evaluation (it arrives as a hook).
 """
 
@@ -15,9 +15,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "rtvp"
 RANK = {
     "sources": 1, "bench": 2, "device": 3, "data": 3, "models": 4, "loss": 5, "checkpoint": 6,
-    "train": 7, "predict": 7, "evaluation": 8, "deploy": 8, "annotate": 9, "tasks": 9, "service": 10, "cli": 11,
+    "training": 7, "predict": 7, "evaluation": 8, "deploy": 8, "annotate": 9, "tasks": 9,
+    "api": 10, "service": 10, "cli": 11,
 }
-SIBLINGS_APART = [("train", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
+SIBLINGS_APART = [("training", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
 LEAVES = {"registry", "errors", "structures", "boxes", "config", "fileio", "imaging", "__init__", "vocabulary"}
 
 
@@ -74,8 +75,8 @@ def test_every_package_is_ranked():
 
 
 def test_train_never_imports_evaluation_and_predict_never_imports_training_code():
-    for f in (SRC / "train").rglob("*.py"):
+    for f in (SRC / "training").rglob("*.py"):
         assert not any(m.startswith("rtvp.evaluation") for m in _imports(f)), f"{f} imports evaluation (use a hook)"
     for f in list((SRC / "predict").rglob("*.py")) + list((SRC / "service").rglob("*.py")):
         for m in _imports(f):
-            assert not m.startswith(("rtvp.loss", "rtvp.data", "rtvp.train")), f"{f} imports {m}"
+            assert not m.startswith(("rtvp.loss", "rtvp.data", "rtvp.training")), f"{f} imports {m}"

@@ -1,7 +1,7 @@
 """Typed-dataclass config helpers: build from dict/YAML rejecting unknown keys, dump, dotted overrides.
 
 Each section's dataclass lives next to what it configures's composition root (``ModelConfig`` in
-``rtvp.models.config``, ``TrainConfig`` in ``rtvp.train.config``, the recipe in ``rtvp.bench.recipe``);
+``rtvp.models.config``, ``TrainConfig`` in ``rtvp.training.config``, the recipe in ``rtvp.bench.recipe``);
 this module only holds the generic machinery so every loader behaves the same.
 """
 

@@ -129,7 +129,7 @@ def _check_params(work: Path, params: dict[str, Any], resume: bool, out: Path) -
 
 def _train(train_cfg: Any, folder: Path, resume: bool, **changes: Any) -> Path:
     """Train one detector into ``folder`` (resuming an interrupted run); returns its ``best.pt``."""
-    from rtvp.train.stages import train
+    from rtvp.training.stages import train
 
     best, marker = folder / "weights" / "best.pt", folder / "done.json"
     if marker.is_file() and best.is_file():

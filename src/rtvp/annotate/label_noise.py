@@ -2,7 +2,7 @@
 
 :func:`inject_label_noise` flips exactly ``round(x / 100 * N)`` of the N eligible annotations (chosen by a seeded
 permutation) to a uniformly drawn *other* class; boxes are untouched. :func:`noise_robustness` trains one model per
-noise level with the same :class:`~rtvp.train.config.TrainConfig` (same budget, same training seed; only the labels
+noise level with the same :class:`~rtvp.training.config.TrainConfig` (same budget, same training seed; only the labels
 differ), evaluates it on the protocol's validation split and reports AP50 and its change from the clean run.
 """
 
@@ -65,7 +65,7 @@ def inject_label_noise(coco: dict[str, Any], percent: float, seed: int = 0,
 def _train_level(bench: Path, split: str, coco: dict[str, Any], percent: float, cfg: Any, folder: Path,
                  seed: int) -> dict[str, Any]:
     from rtvp.evaluation.validation import make_eval_factory
-    from rtvp.train.stages import train
+    from rtvp.training.stages import train
 
     allowed = [c["id"] for c in coco["categories"] if cfg.protocol == "closed" or c.get("split") == "seen"]
     noisy, flipped = inject_label_noise(coco, percent, seed, allowed)
@@ -85,7 +85,7 @@ def noise_robustness(bench: str | Path, levels: Sequence[float], cfg: Any, work:
     Args:
         bench: benchmark folder (its ``<protocol>_train`` labels get the noise; validation stays clean).
         levels: noise levels in percent; 0 (the clean baseline) is always added.
-        cfg: the :class:`~rtvp.train.config.TrainConfig` every level trains with (``data``/``out`` are set here).
+        cfg: the :class:`~rtvp.training.config.TrainConfig` every level trains with (``data``/``out`` are set here).
         work: folder for the noisy benchmarks and the runs (``noise_<level>/``).
         seed: noise seed (the training seed is ``cfg.seed``, the same for every level).
         resume: reuse the results of levels already finished in ``work``.

@@ -101,7 +101,7 @@ def quality(
 
         from rtvp.annotate.label_noise import noise_robustness
         from rtvp.cli.train import build_config
-        from rtvp.train.loggers import console_logging
+        from rtvp.training.loggers import console_logging
 
         console_logging()
 
@@ -193,7 +193,7 @@ def autolabel(
     """Auto-annotate the unlabelled images with two detectors; agreed boxes -> new benchmark, the rest -> review."""
     from rtvp.annotate.autolabel import AutolabelConfig
     from rtvp.annotate.autolabel import autolabel as run
-    from rtvp.train.loggers import console_logging
+    from rtvp.training.loggers import console_logging
 
     console_logging()
     cfg = AutolabelConfig(labeled_fraction=labeled_fraction,

@@ -41,7 +41,7 @@ def make_benchmark(out: Path, images: int, size: int, seed: int) -> Path:
 def train_protocol(bench: Path, out: Path, protocol: str, base: Any) -> Path:
     """Train one protocol (expert pre-training + full model) from the ``TrainConfig`` ``base``; returns best.pt."""
     from rtvp.evaluation.validation import make_eval_factory
-    from rtvp.train.stages import train as train_stages
+    from rtvp.training.stages import train as train_stages
 
     cfg = dataclasses.replace(base, data=bench, protocol=protocol, out=out / "runs" / protocol, exist_ok=True)
     result = train_stages(cfg, make_eval=make_eval_factory(cfg))
@@ -106,7 +106,7 @@ def demo(
 
     from rtvp.config import apply_overrides
     from rtvp.fileio import atomic_write_text
-    from rtvp.train.config import TrainConfig
+    from rtvp.training.config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     console, start = Console(width=120), time.perf_counter()

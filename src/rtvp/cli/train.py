@@ -18,7 +18,7 @@ from rtvp.errors import CheckpointError
 def build_config(config: Path | None, overrides: list[str], **flags: object):
     """``TrainConfig`` from an optional YAML, the explicit flags (``None`` = not given) and ``--set`` overrides."""
     from rtvp.config import apply_overrides, load_yaml
-    from rtvp.train.config import TrainConfig
+    from rtvp.training.config import TrainConfig
 
     cfg = load_yaml(TrainConfig, config) if config is not None else TrainConfig()
     model = flags.pop("model", None)
@@ -33,7 +33,7 @@ def build_config(config: Path | None, overrides: list[str], **flags: object):
 def resume_config(run: Path, device: str | None, workers: int | None):
     """The config a run was started with (``<run>/config.yaml`` or its stage-1 copy), with device/workers."""
     from rtvp.config import load_yaml
-    from rtvp.train.config import TrainConfig
+    from rtvp.training.config import TrainConfig
 
     for path in (run / "config.yaml", run / "expert" / "config.yaml"):
         if path.is_file():
@@ -60,13 +60,13 @@ def train(
 ) -> None:
     """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone."""
     from rtvp.evaluation.validation import make_eval_factory
-    from rtvp.train.distributed import cleanup_distributed, get_dist_info
-    from rtvp.train.loggers import console_logging
-    from rtvp.train.stages import train as train_stages
+    from rtvp.training.distributed import cleanup_distributed, get_dist_info
+    from rtvp.training.loggers import console_logging
+    from rtvp.training.stages import train as train_stages
 
     console_logging()
     if resume:
-        from rtvp.train.config import TrainConfig
+        from rtvp.training.config import TrainConfig
 
         run = out if out is not None else Path("runs") / (name or TrainConfig().name)
         cfg = resume_config(run, device, workers)

@@ -1,6 +1,6 @@
 """Evaluation during training, composed outside the trainer (imported by the CLI and ``rtvp demo``, never it).
 
-``make_eval_factory(cfg)`` returns the ``make_eval(stage, meta)`` that :func:`rtvp.train.stages.train` calls.
+``make_eval_factory(cfg)`` returns the ``make_eval(stage, meta)`` that :func:`rtvp.training.stages.train` calls.
 
 Each ``eval_fn(model)`` delegates to :func:`rtvp.evaluation.inference.make_eval_fn`, so evaluation during training
 runs exactly the path of ``rtvp val`` (predictor preprocessing, NMS, un-letterboxing, COCO evaluation).
@@ -19,13 +19,13 @@ from torch import nn
 
 from rtvp.evaluation.inference import make_eval_fn
 from rtvp.fileio import atomic_write_text
-from rtvp.train.config import TrainConfig
-from rtvp.train.stages import EvalFactory, stage_dirs
-from rtvp.train.trainer import EvalFn
+from rtvp.training.config import TrainConfig
+from rtvp.training.stages import EvalFactory, stage_dirs
+from rtvp.training.trainer import EvalFn
 
 
 def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int | None = None) -> EvalFactory:
-    """``make_eval(stage, meta)`` for :func:`rtvp.train.stages.train`.
+    """``make_eval(stage, meta)`` for :func:`rtvp.training.stages.train`.
 
     Args:
         cfg: the run config (benchmark, protocol, imgsz).

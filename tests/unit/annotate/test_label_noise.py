@@ -9,7 +9,7 @@ from rtvp.annotate import label_noise
 from rtvp.annotate.label_noise import inject_label_noise, noise_robustness
 from rtvp.errors import ConfigError
 from rtvp.models import ModelConfig
-from rtvp.train.config import TrainConfig
+from rtvp.training.config import TrainConfig
 
 
 def _coco(n=200, classes=(1, 2, 3, 4)):

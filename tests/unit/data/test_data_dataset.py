@@ -106,7 +106,7 @@ def test_train_config_augment_section_is_the_data_one(tmp_path):
     """``rtvp train``'s ``augment`` section is ``rtvp.data.AugmentConfig`` (one definition) and validates itself."""
     from rtvp.config import apply_overrides
     from rtvp.data import AugmentConfig
-    from rtvp.train.config import TrainConfig
+    from rtvp.training.config import TrainConfig
 
     cfg = apply_overrides(TrainConfig(data=tmp_path), ["augment.mosaic=0.25", "augment.affine=[0, 0.2, 0.3, 0]"])
     assert type(cfg.augment) is AugmentConfig

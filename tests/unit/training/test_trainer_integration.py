@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_bench import write_bench
 from typer.testing import CliRunner
 
 from rtvp.checkpoint import load_checkpoint
@@ -15,9 +14,10 @@ from rtvp.cli.main import app
 from rtvp.config import from_dict
 from rtvp.errors import ConfigError
 from rtvp.models import ModelConfig, build_model
-from rtvp.train.config import TrainConfig
-from rtvp.train.stages import train
-from rtvp.train.trainer import HookBase
+from rtvp.training.config import TrainConfig
+from rtvp.training.stages import train
+from rtvp.training.trainer import HookBase
+from trainer_bench import write_bench
 
 FAST = ["--set", "model.text_encoder=hash", "--set", "tensorboard=false", "--set", "plots=false",
         "--set", "warmup_iters=1"]
@@ -101,8 +101,8 @@ def test_open_protocol_trains_on_seen_and_evaluates_unseen(bench, tmp_path):
 def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
     """expert_head_init: stage 2's first forward ranks the expert's (seen) classes exactly as the expert does."""
     from rtvp.models import ExpertDetector
-    from rtvp.train.distributed import DistInfo
-    from rtvp.train.stages import full_parts
+    from rtvp.training.distributed import DistInfo
+    from rtvp.training.stages import full_parts
 
     run = tmp_path / "expert"
     _train("--data", str(bench), "--protocol", "open", "--model", "rtvpnet-tiny", "--epochs", "1", "--imgsz", "64",
@@ -127,8 +127,8 @@ def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
 
 def test_expert_text_rows_reuse_the_class_table(monkeypatch):
     """The expert's classes come from the stage's text table (its logit order); only unknown texts are encoded."""
-    from rtvp.train import stages
-    from rtvp.train.distributed import DistInfo
+    from rtvp.training import stages
+    from rtvp.training.distributed import DistInfo
 
     table = torch.arange(12.0).view(3, 4)
     encoded = []
@@ -159,7 +159,7 @@ def test_real_pipeline_resume_is_exact(bench, tmp_path, monkeypatch):
                            out=tmp_path / name, model=ModelConfig(scale="tiny"))
 
     train(cfg("full"))
-    import rtvp.train.runner as runner
+    import rtvp.training.runner as runner
 
     default_hooks = runner.default_hooks
     monkeypatch.setattr(runner, "default_hooks", lambda *a: [*default_hooks(*a), KillAt(3)])

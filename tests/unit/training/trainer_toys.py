@@ -16,10 +16,10 @@ from torch.utils.data import Dataset
 
 from rtvp.models.outputs import RawOutputs
 from rtvp.structures import Batch
-from rtvp.train.config import TrainConfig
-from rtvp.train.distributed import make_loader
-from rtvp.train.runner import TrainParts
-from rtvp.train.stages import DPTerminationHook
+from rtvp.training.config import TrainConfig
+from rtvp.training.distributed import make_loader
+from rtvp.training.runner import TrainParts
+from rtvp.training.stages import DPTerminationHook
 
 SIZE = 32
 
@@ -149,8 +149,8 @@ def ddp_worker(rank: int, world: int, tmp: Path, port: int) -> None:
     """One rank of the 2-process gloo test: trains into ``tmp/rank<r>`` and saves what the test compares."""
     import os
 
-    from rtvp.train.distributed import barrier, cleanup_distributed, init_distributed
-    from rtvp.train.runner import fit, per_rank_batch
+    from rtvp.training.distributed import barrier, cleanup_distributed, init_distributed
+    from rtvp.training.runner import fit, per_rank_batch
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))

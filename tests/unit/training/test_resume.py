@@ -8,8 +8,8 @@ import torch
 from trainer_toys import single_thread, toy_cfg, toy_parts  # noqa: F401
 
 from rtvp.checkpoint import load_checkpoint
-from rtvp.train.runner import fit
-from rtvp.train.trainer import HookBase
+from rtvp.training.runner import fit
+from rtvp.training.trainer import HookBase
 
 
 class Killed(RuntimeError):
@@ -83,7 +83,7 @@ def test_resume_without_rng_restore_diverges(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path / "killed")
     with pytest.raises(Killed):
         fit(cfg, _parts(cfg), extra_hooks=[KillAt(4)])
-    monkeypatch.setattr("rtvp.train.trainer.restore_rng", lambda state: None)
+    monkeypatch.setattr("rtvp.training.trainer.restore_rng", lambda state: None)
     fit(cfg, _parts(cfg), resume=True)
     resumed, _ = _state(tmp_path / "killed")
     assert not torch.allclose(resumed["model"]["cls.weight"], reference[0]["model"]["cls.weight"], atol=1e-6)

@@ -3,7 +3,7 @@
 import logging
 from types import SimpleNamespace
 
-from rtvp.train.loggers import ProgressHook
+from rtvp.training.loggers import ProgressHook
 
 
 def _trainer() -> SimpleNamespace:

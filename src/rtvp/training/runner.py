@@ -1,7 +1,7 @@
 """``fit``: build the optimizer, EMA and hooks of one training stage from a :class:`TrainConfig` and run it.
 
 Generic over the components (:class:`TrainParts`), so tests drive it with toy models and datasets; the real
-two-stage wiring (benchmark datasets, RTVPNet, text table) is :mod:`rtvp.train.stages`.
+two-stage wiring (benchmark datasets, RTVPNet, text table) is :mod:`rtvp.training.stages`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from rtvp.checkpoint import load_checkpoint
 from rtvp.config import dump_yaml, to_dict
 from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
-from rtvp.train.config import TrainConfig
-from rtvp.train.distributed import DistInfo, barrier, get_dist_info
-from rtvp.train.ema import ModelEMA
-from rtvp.train.hooks import (
+from rtvp.training.config import TrainConfig
+from rtvp.training.distributed import DistInfo, barrier, get_dist_info
+from rtvp.training.ema import ModelEMA
+from rtvp.training.hooks import (
     LOGGER,
     CheckpointHook,
     EarlyStopHook,
@@ -34,9 +34,9 @@ from rtvp.train.hooks import (
     HookBase,
     LRScheduleHook,
 )
-from rtvp.train.loggers import CSVLoggerHook, ProgressHook, TensorBoardHook
-from rtvp.train.optim import build_optimizer
-from rtvp.train.trainer import Criterion, Trainer
+from rtvp.training.loggers import CSVLoggerHook, ProgressHook, TensorBoardHook
+from rtvp.training.optim import build_optimizer
+from rtvp.training.trainer import Criterion, Trainer
 
 
 @dataclass

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rtvp.train.ema import ModelEMA
+from rtvp.training.ema import ModelEMA
 
 
 def test_ema_update_matches_formula_and_copies_int_buffers():

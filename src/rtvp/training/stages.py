@@ -28,10 +28,10 @@ from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
 from rtvp.models.text import build_text_encoder, default_cache_dir
 from rtvp.models.transfer import freeze_expert, load_expert
-from rtvp.train.config import TrainConfig
-from rtvp.train.distributed import DistInfo, barrier, init_distributed
-from rtvp.train.runner import TrainParts, fit, per_rank_batch, seed_everything
-from rtvp.train.trainer import LOGGER, EvalFn, HookBase
+from rtvp.training.config import TrainConfig
+from rtvp.training.distributed import DistInfo, barrier, init_distributed
+from rtvp.training.runner import TrainParts, fit, per_rank_batch, seed_everything
+from rtvp.training.trainer import LOGGER, EvalFn, HookBase
 
 
 class DPTerminationHook(HookBase):

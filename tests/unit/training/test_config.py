@@ -2,7 +2,7 @@ import pytest
 
 from rtvp.config import apply_overrides, load_yaml
 from rtvp.errors import ConfigError
-from rtvp.train.config import TrainConfig
+from rtvp.training.config import TrainConfig
 
 
 def test_training_keys_moved_out_of_the_model_section_still_load(tmp_path):

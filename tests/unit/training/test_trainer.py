@@ -9,10 +9,10 @@ from trainer_toys import ToyDataset, single_thread, toy_cfg, toy_collate, toy_cr
 from rtvp.checkpoint import load_checkpoint
 from rtvp.config import load_yaml
 from rtvp.errors import CheckpointError, ConfigError
-from rtvp.train.config import TrainConfig
-from rtvp.train.distributed import make_loader
-from rtvp.train.runner import fit
-from rtvp.train.trainer import HookBase, NonFiniteLossError
+from rtvp.training.config import TrainConfig
+from rtvp.training.distributed import make_loader
+from rtvp.training.runner import fit
+from rtvp.training.trainer import HookBase, NonFiniteLossError
 
 
 def _rows(path):

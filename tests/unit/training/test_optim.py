@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rtvp.errors import ConfigError
-from rtvp.train.optim import WarmupCosine, build_optimizer, build_param_groups
+from rtvp.training.optim import WarmupCosine, build_optimizer, build_param_groups
 
 
 class Grouped(nn.Module):

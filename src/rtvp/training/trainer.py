@@ -1,7 +1,7 @@
 """The training loop: model + data + optimizer + criterion; every other feature is a hook.
 
 Follows detectron2's ``SimpleTrainer``: :meth:`Trainer.run_step` is the whole optimisation step (forward, loss,
-NaN guard, backward, clipping, optimizer step) and :mod:`rtvp.train.hooks` does the rest (schedule, EMA,
+NaN guard, backward, clipping, optimizer step) and :mod:`rtvp.training.hooks` does the rest (schedule, EMA,
 evaluation, checkpoints, logging). The trainer knows nothing about benchmarks or the evaluator.
 """
 
@@ -20,8 +20,8 @@ from rtvp import __version__
 from rtvp.checkpoint import CHECKPOINT_FORMAT, capture_rng, restore_rng
 from rtvp.errors import RtvpError
 from rtvp.structures import Batch
-from rtvp.train.distributed import DistInfo, all_gather_object, all_reduce_mean
-from rtvp.train.ema import ModelEMA
+from rtvp.training.distributed import DistInfo, all_gather_object, all_reduce_mean
+from rtvp.training.ema import ModelEMA
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtvp.models.outputs import RawOutputs
@@ -77,7 +77,7 @@ class Trainer:
         model: the bare model: ``model(images)`` (closed-set expert) or ``model(images, text, text_mask)``.
         criterion: ``(RawOutputs, Batch) -> {"loss": total, <term>: detached}``.
         loader: training loader whose sampler has ``set_epoch(epoch, start=samples_to_skip)`` (this rank's
-            shard): ``rtvp.data.build_dataloader`` or :func:`rtvp.train.distributed.make_loader`.
+            shard): ``rtvp.data.build_dataloader`` or :func:`rtvp.training.distributed.make_loader`.
         optimizer: optimizer over the model's trainable parameters (groups carry ``initial_lr``).
         epochs: number of epochs.
         device: training device.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rtvp.fileio import atomic_write_text
-from rtvp.train.trainer import LOGGER, HookBase
+from rtvp.training.trainer import LOGGER, HookBase
 
 
 def console_logging(indent: str = "") -> None:

@@ -1,12 +1,12 @@
 """Training hooks: schedule, EMA, evaluation, early stopping, checkpointing.
 
-Logging hooks live in :mod:`rtvp.train.loggers`.
+Logging hooks live in :mod:`rtvp.training.loggers`.
 
-Hooks subclass :class:`rtvp.train.trainer.HookBase` (detectron2's ``HookBase``): the trainer calls
+Hooks subclass :class:`rtvp.training.trainer.HookBase` (detectron2's ``HookBase``): the trainer calls
 ``before_train``, ``before_epoch``, ``before_step``, ``after_step``, ``after_epoch`` and ``after_train`` on every
 hook in registration order; a hook with state returns it from ``state_dict()`` (tensors and primitive containers
 only) and it is saved in checkpoints under ``ckpt["hooks"][hook.name]``. Model-specific hooks (RTVPNet's L_dp
-termination) live with the stage that needs them (:mod:`rtvp.train.stages`).
+termination) live with the stage that needs them (:mod:`rtvp.training.stages`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from rtvp.checkpoint import save_checkpoint
-from rtvp.train.distributed import barrier, broadcast_object
-from rtvp.train.optim import WarmupCosine
-from rtvp.train.trainer import LOGGER, EvalFn, HookBase
+from rtvp.training.distributed import barrier, broadcast_object
+from rtvp.training.optim import WarmupCosine
+from rtvp.training.trainer import LOGGER, EvalFn, HookBase
 
 
 class LRScheduleHook(HookBase):

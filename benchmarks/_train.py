@@ -191,8 +191,8 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
 
     ``stage="expert"`` trains stage 1 alone for ``budget.expert_epochs`` (a one-stage run trains ``cfg.epochs``).
     """
+    from rtvp import TrainConfig
     from rtvp.config import apply_overrides
-    from rtvp.training.config import TrainConfig
 
     epochs = budget.expert_epochs if stage == "expert" else budget.epochs
     cfg = TrainConfig(data=Path(bench), protocol=protocol, stage=stage, expert_weights=expert_weights,
@@ -212,6 +212,8 @@ def run_key(cfg: Any) -> str:
     from rtvp.config import to_dict
 
     data = to_dict(dataclasses.replace(cfg, out=None, name="exp", workers=0, device="auto"))
+    for key in ("dp_eps", "expert_update", "coupling_ratio"):  # hashed where they were before they left `model`
+        data["model"][key] = data.pop(key)
     if cfg.stage == "expert" or not cfg.expert_head_init:  # stage 1 ignores it; False is what runs did before it
         data.pop("expert_head_init")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
@@ -226,9 +228,9 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     Returns:
         ``{"run_dir", "best", "expert_best", "wall_s", "train_images", "epochs", "train_images_per_s", "resumed"}``.
     """
+    import rtvp
     from rtvp.fileio import atomic_write_text
     from rtvp.training.stages import stage_dirs
-    from rtvp.training.stages import train as train_stages
 
     key = run_key(cfg)
     same = sorted((Path(runs_root) / "train").glob(f"*-{key}"))  # the same config trained under another name
@@ -240,7 +242,7 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, out=out, exist_ok=True)
     resume = any(p.is_file() for p in (out / "weights" / "last.pt", out / "expert" / "weights" / "last.pt"))
     t0 = time.perf_counter()
-    result = train_stages(cfg, resume=resume)
+    result = rtvp.train(cfg, resume=resume, validate=False)
     wall = time.perf_counter() - t0
     dirs = stage_dirs(cfg)
     n_train = len(load_coco(cfg.data, f"{cfg.protocol}_train")["images"])
@@ -255,10 +257,10 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------------------------- evaluation
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    import torch
+    """``auto`` -> ``cuda`` when available, else ``cpu`` (``rtvp.device.resolve_device`` as a string)."""
+    from rtvp.device import resolve_device as resolve
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    return str(resolve(device))
 
 
 def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +274,8 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int, batch: int = 16,
                      device: str = "auto") -> dict[str, Any]:
     """``predict_split`` on the protocol's val split + ``evaluate``; adds inference images/s (incl. data loading)."""
-    from rtvp.evaluation.evaluator import evaluate, protocol_files
+    from rtvp import evaluate
+    from rtvp.evaluation.evaluator import protocol_files
     from rtvp.evaluation.inference import predict_split
 
     val_json, train_json = protocol_files(Path(bench), protocol)
@@ -292,7 +295,8 @@ def evaluate_expert_generalized(weights: str | Path, bench: Path, imgsz: int, ba
 
     Its AP on every unseen class is 0 by construction (it has no output for them), which the evaluator reports.
     """
-    from rtvp.evaluation.evaluator import evaluate, protocol_files
+    from rtvp import evaluate
+    from rtvp.evaluation.evaluator import protocol_files
     from rtvp.evaluation.inference import bind_categories, run_split, split_dataset
     from rtvp.predict.loading import load_model
 

@@ -71,10 +71,11 @@ def grid(args: Any) -> dict[str, list[Any]]:
 def cell_spec(table: str, value: Any) -> tuple[dict[str, Any], bool]:
     """``(model switches, pretrained expert?)`` of one table cell; every ablated switch is explicit, so equal cells of
     different tables (e.g. the all-on model) get the same key and run once."""
-    from rtvp.models.config import ModelConfig
+    from rtvp import ModelConfig, TrainConfig
 
     defaults = ModelConfig()
-    model = {k: getattr(defaults, k) for k in (*SWITCHES, "expert_update", "mask_ratio", "activation", "patch_size")}
+    model = {k: getattr(defaults, k) for k in (*SWITCHES, "mask_ratio", "activation", "patch_size")}
+    model["expert_update"] = TrainConfig().expert_update  # a training setting; make_config's model.* override maps it
     pretrain = True
     if table == "vii":
         model.update(zip(SWITCHES, (bool(v) for v in value), strict=True))

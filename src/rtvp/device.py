@@ -42,6 +42,11 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags (``/proc/cpuinfo``) of native bf16 matrix math: Intel AMX and AVX-512 BF16 (Cooper Lake+, Zen 4+)."""
 
+FAST_BF16_FLAGS = ("amx_bf16",)
+"""Flags with which bf16 autocast trains faster than fp32. Measured (``benchmarks/train_speed.py``): AMX 1.9-2.4x
+(Intel Xeon, expert-n); AVX-512 BF16 alone 0.90x (AMD EPYC Zen 4, expert-n and rtvpnet-n at 320 px), so auto
+keeps fp32 there."""
+
 
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
     """The native-bf16 flags this CPU reports (empty when it has none or the OS does not say).
@@ -67,7 +72,8 @@ def autocast_dtype(device: torch.device, amp: bool | None,
                    cpuinfo: str | None = None) -> tuple[torch.dtype | None, str]:
     """Which autocast a run uses, and why (for the run log).
 
-    ``amp=None`` (auto): float16 on CUDA, bfloat16 on a CPU with native bf16 (AMX or AVX-512 BF16), fp32 elsewhere.
+    ``amp=None`` (auto): float16 on CUDA, bfloat16 on a CPU where it is faster (AMX, :data:`FAST_BF16_FLAGS`), fp32
+    elsewhere (including AVX-512 BF16 without AMX, where bf16 measured slower than fp32).
     ``amp=True`` forces mixed precision (bf16 on any CPU: emulated and slow without native support), ``False`` fp32.
 
     Args:
@@ -85,8 +91,13 @@ def autocast_dtype(device: torch.device, amp: bool | None,
     if device.type != "cpu":
         return None, f"fp32 (no autocast on {device.type})"
     flags = cpu_bf16_flags(cpuinfo)
-    if flags and torch.backends.mkldnn.is_available():
+    fast = [f for f in flags if f in FAST_BF16_FLAGS] and torch.backends.mkldnn.is_available()
+    if fast and amp is None:
         return torch.bfloat16, f"bf16 autocast (CPU has {', '.join(flags)})"
     if amp:
-        return torch.bfloat16, "bf16 autocast forced by --amp (this CPU has no native bf16: emulated, likely slower)"
+        kind = "native" if flags else "emulated: this CPU has no native bf16"
+        return torch.bfloat16, f"bf16 autocast forced by --amp ({kind}; CPU flags: {', '.join(flags) or 'none'})"
+    if flags:
+        return None, (f"fp32 (CPU has {', '.join(flags)} but no AMX: bf16 trains slower than fp32 here; "
+                      "--amp forces bf16)")
     return None, "fp32 (this CPU reports no native bf16: no amx_bf16 / avx512_bf16; --amp forces bf16)"

@@ -6,6 +6,9 @@ round by round, so a neighbour process that slows the machine down slows every m
 median over rounds and the ratio to fp32 of the same round set. bf16 needs a CPU with native bf16 (``amx_bf16`` or
 ``avx512_bf16``); elsewhere it is emulated and the script says so.
 
+A second table times the data loader (ms per training batch, augmentations on) with the decoded-image cache off and
+on, at 0 and 2 worker processes, on ``--bench`` (default: the synthetic benchmark of ``--quick``).
+
     python benchmarks/train_speed.py                  # expert-n and rtvpnet-n, batch 16 / 8 at 320 px
     python benchmarks/train_speed.py --quick          # expert-tiny at 64 px, 2 rounds
 """
@@ -51,6 +54,23 @@ def step_times(name: str, mode: str, batch: int, imgsz: int, prompts: int, steps
     return times
 
 
+def loader_ms(bench: Any, imgsz: int, batch: int, workers: int, cache: bool, batches: int = 20) -> float:
+    """Milliseconds per batch of the augmented training loader (first batch, incl. worker start-up, excluded)."""
+    from rtvp.data import DetectionDataset, build_dataloader
+
+    ds = DetectionDataset(bench, "closed_train", "closed", imgsz=imgsz, augment=True, cache=cache, seed=0)
+    it = iter(build_dataloader(ds, batch, shuffle=True, workers=workers, seed=0))
+    next(it)
+    t, n = time.perf_counter(), 0
+    for _ in range(batches):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        n += 1
+    return 1000 * (time.perf_counter() - t) / max(n, 1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser(__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["expert-n", "rtvpnet-n"])
@@ -58,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[16, 8], help="batch per model (in --models order)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--bench", default=None, help="benchmark for the loader table (default: the quick one)")
     args = parse_args(parser, argv)
     if args.quick:
         args.models, args.imgsz, args.batch, args.rounds, args.steps = ["expert-tiny"], 64, [4], 2, 2
@@ -78,12 +99,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raw[name] = {"batch": batch, "seconds_per_step": times}
         for mode, s in med.items():
             table.rows.append([name, batch, mode, batch / s, med["fp32"] / s, 1000 * s])
+    from _train import quick_bench
+
+    bench = args.bench or quick_bench(args.runs_dir)
+    loader = Table("loader", f"Training loader at {args.imgsz} px, batch {args.batch[0]} ({bench})",
+                   ["cache", "workers", "ms/batch"])
+    for cache in (False, True):
+        for workers in (0, 2):
+            loader.rows.append([cache, workers, loader_ms(bench, args.imgsz, args.batch[0], workers, cache)])
     native = cpu_bf16_flags()
     why = autocast_dtype(torch.device("cpu"), None)[1]
     notes = [f"CPU native bf16 flags: {native or 'none (bf16 is emulated here)'}; `rtvp train` default: {why}.",
              f"Median over {args.rounds} interleaved rounds x {args.steps} steps per mode (1 warm-up step each); "
              "random data, SAM trainable (no mobile_sam.pt), 6 classes."]
-    run.write([table], notes, extra={"raw": raw, "bf16_flags": native})
+    run.write([table, loader], notes, extra={"raw": raw, "bf16_flags": native})
 
 
 if __name__ == "__main__":

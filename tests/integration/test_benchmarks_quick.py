@@ -214,3 +214,16 @@ def test_recipe_bench_warns_about_a_stale_cached_benchmark(tmp_path: Path) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert recipe_bench(SYNTH_RECIPE, tmp_path / "no-data", tmp_path) == bench
+
+
+def test_train_speed_quick(work: Path) -> None:
+    import train_speed
+
+    train_speed.main(_argv(work))
+    speed = {r["precision"]: r for r in _csv(work, "train_speed", "train_speed")}
+    assert set(speed) == {"fp32", "bf16", "bf16 + channels_last"} and float(speed["fp32"]["x fp32"]) == 1.0
+    assert all(float(r["img/s"]) > 0 for r in speed.values())
+    loader = _csv(work, "train_speed", "loader")
+    cells = [(r["cache"], r["workers"]) for r in loader]
+    assert cells == [("False", "0"), ("False", "2"), ("True", "0"), ("True", "2")]
+    assert all(float(r["ms/batch"]) > 0 for r in loader)

@@ -98,6 +98,8 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and training)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     workers: int = typer.Option(0, "--workers", help="Dataloader workers."),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default auto: bf16 on CPUs "
+                                    "with native bf16, fp16 on CUDA, else fp32)."),
     overrides: list[str] = typer.Option([], "--set", help="TrainConfig override, e.g. --set model.sam=false."),
 ) -> None:
     """Synthetic data -> benchmark -> train rtvpnet (closed + open) -> evaluate -> drawn detections."""
@@ -105,6 +107,7 @@ def demo(
     from rich.table import Table
 
     from rtvp.config import apply_overrides
+    from rtvp.device import autocast_dtype, resolve_device
     from rtvp.fileio import atomic_write_text
     from rtvp.training.config import TrainConfig
 
@@ -116,7 +119,7 @@ def demo(
     # Budget chosen so the whole demo fits ~10 min on 2 CPU cores: most epochs go to the cheap expert stage
     # (stage 2 starts from it with zero-initialised prompt/projection branches), mosaic at 0.5, one final eval.
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
-                       ema_tau=100.0, patience=0, tensorboard=False).with_model_name(model)
+                       ema_tau=100.0, patience=0, tensorboard=False, amp=amp).with_model_name(model)
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5))
     base = apply_overrides(base, list(overrides)) if overrides else base
     budgets = {"closed": (expert_epochs, epochs), "open": (open_expert_epochs, open_epochs)}
@@ -134,6 +137,7 @@ def demo(
     console.print("[bold]4/4[/] drawing detections")
     drawn = draw_examples(Path(metrics["closed"]["weights"]), bench, out / "detections", 4, eval_device)
     metrics["time_s"] = round(time.perf_counter() - start, 1)  # type: ignore[assignment]
+    metrics["precision"] = autocast_dtype(resolve_device(base.device), base.amp)[1]  # type: ignore[assignment]
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     table = Table(title=f"rtvp demo · {model} · {imgsz} px · {metrics['time_s']} s")
     table.add_column("protocol")

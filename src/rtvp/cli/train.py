@@ -54,6 +54,8 @@ def train(
     batch: int | None = typer.Option(None, "--batch", help="Global batch size."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     workers: int | None = typer.Option(None, "--workers", help="Dataloader workers per process."),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision: default auto (bf16 on CPUs "
+                                    "with AMX/AVX-512 BF16, fp16 on CUDA, else fp32); --amp forces it, --no-amp fp32."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out/--name from weights/last.pt."),
     config: Path | None = typer.Option(None, "--config", help="TrainConfig YAML (e.g. a run's config.yaml)."),
     overrides: list[str] = typer.Option([], "--set", help="key=value override, e.g. --set model.edp=false."),
@@ -71,13 +73,15 @@ def train(
         run = out if out is not None else Path("runs") / (name or TrainConfig().name)
         cfg = resume_config(run, device, workers)
         ignored = [f for f, v in {"--data": data, "--protocol": protocol, "--model": model, "--epochs": epochs,
-                                  "--imgsz": imgsz, "--batch": batch, "--config": config}.items() if v is not None]
+                                  "--imgsz": imgsz, "--batch": batch, "--config": config,
+                                  "--amp/--no-amp": amp}.items() if v is not None]
         if ignored or overrides:
             logging.getLogger("rtvp").warning("--resume continues with the run's own config; ignoring %s",
                                               ", ".join(ignored + ["--set"] * bool(overrides)))
     else:
         cfg = build_config(config, list(overrides), model=model, data=data, protocol=protocol, epochs=epochs,
-                           imgsz=imgsz, out=out, name=name, batch=batch, device=device, workers=workers)
+                           imgsz=imgsz, out=out, name=name, batch=batch, device=device, workers=workers,
+                           amp=amp)
     try:
         result = train_stages(cfg, resume=resume, make_eval=make_eval_factory(cfg))
         is_main = get_dist_info().is_main

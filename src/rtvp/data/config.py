@@ -11,6 +11,10 @@ from typing import Literal
 
 from rtvp.errors import ConfigError
 
+AUTO_CACHE_BYTES = 2 * 2**30
+"""Decoded-image cache budget of ``cache: null`` (auto): a split is cached when ``images x imgsz^2 x channels``
+bytes (an upper bound: the long side is ``imgsz``) fit in it, e.g. 9,700 RGB images at 256 px or 2,400 at 640 px."""
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -26,7 +30,8 @@ class AugmentConfig:
         affine: ``(degrees, translate, scale, shear)``: max rotation in degrees, max translation as a fraction of
             the side, scale gain range ``1 +- scale``, max shear in degrees.
         copy_paste: probability of pasting real defect instances (from images of the same scene) into a sample.
-        cache: decode and resize every image once at start-up and keep it in RAM (shared with forked workers).
+        cache: decode and resize every image once at start-up and keep it in RAM (shared with forked workers);
+            ``None`` (auto) caches when the resized images fit in :data:`AUTO_CACHE_BYTES`.
     """
 
     mosaic: float = 1.0
@@ -36,7 +41,7 @@ class AugmentConfig:
     hsv: tuple[float, float, float] = (0.015, 0.7, 0.4)
     affine: tuple[float, float, float, float] = (0.0, 0.1, 0.5, 0.0)
     copy_paste: float = 0.2
-    cache: bool = False
+    cache: bool | None = None
 
     def __post_init__(self) -> None:
         validate_augment(self, "augment")

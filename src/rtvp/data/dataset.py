@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from rtvp.data.annotations import load_split
 from rtvp.data.collate import Collator, Sample
-from rtvp.data.config import DataConfig
+from rtvp.data.config import AUTO_CACHE_BYTES, DataConfig
 from rtvp.data.copy_paste import InstanceBank, paste
 from rtvp.data.mosaic import mosaic4
 from rtvp.data.transforms import Annotated, affine_matrix, flip, hsv_jitter, pad_square, resize_long_side, warp
@@ -61,7 +61,7 @@ class DetectionDataset(Dataset):
                  mosaic_stop_epoch: int | None = None, flip: float = 0.5, flipud: float = 0.0,
                  hsv: tuple[float, float, float] = (0.015, 0.7, 0.4),
                  affine: tuple[float, float, float, float] = (0.0, 0.1, 0.5, 0.0), copy_paste: float = 0.2,
-                 seed: int = 0, cache: bool = False) -> None:
+                 seed: int = 0, cache: bool | None = None) -> None:
         self.cfg = DataConfig(imgsz=imgsz, channels=channels, vocab=vocab, vocab_size=vocab_size, mosaic=mosaic,
                               mosaic_stop_epoch=mosaic_stop_epoch, flip=flip, flipud=flipud, hsv=tuple(hsv),
                               affine=tuple(affine), copy_paste=copy_paste, cache=cache)
@@ -79,7 +79,8 @@ class DetectionDataset(Dataset):
         self.collator = Collator(vocab, self.vocab_size, tuple(int(a) for a in self.allowed), seed,
                                  len(self.categories))
         self.bank = InstanceBank(self.entries) if augment and copy_paste > 0 else None
-        self._cache: list[tuple[np.ndarray, float]] | None = self._fill_cache() if cache else None
+        self.cached = bool(cache) if cache is not None else self.cache_bytes() <= AUTO_CACHE_BYTES
+        self._cache: list[tuple[np.ndarray, float]] | None = self._fill_cache() if self.cached else None
 
     @classmethod
     def from_config(cls, bench: str | Path, split: str, protocol: Literal["closed", "open"], cfg: DataConfig,
@@ -112,6 +113,10 @@ class DetectionDataset(Dataset):
                             f"{e.width}x{e.height}; rebuild the benchmark")
         out, scale = resize_long_side(Annotated.empty(img), self.imgsz)
         return out.image, scale
+
+    def cache_bytes(self) -> int:
+        """Upper bound of the decoded-image cache of this split in bytes (long side ``imgsz``, uint8)."""
+        return len(self.entries) * self.imgsz * self.imgsz * self.channels
 
     def _fill_cache(self) -> list[tuple[np.ndarray, float]]:
         with ThreadPoolExecutor(max_workers=4) as pool:

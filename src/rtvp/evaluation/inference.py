@@ -100,7 +100,7 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
         COCO results (``image_id, category_id, bbox [x, y, w, h], score``) that ``rtvp.evaluation.evaluator.evaluate``
         accepts for that split.
     """
-    model, meta = load_model(weights, resolve_device(device))
+    model, meta = load_model(weights, resolve_device(device), fuse=True)
     dataset = split_dataset(Path(bench), split, protocol, int(imgsz or meta.imgsz), meta.in_channels)
     cats = [dataset.categories[i] for i in split_vocabulary(dataset.categories, protocol)]
     encoder = _lazy(lambda: build_encoder(meta, str(device)))

@@ -6,7 +6,7 @@ concatenated in that order), so ``A = sum_i H_i * W_i``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -42,3 +42,13 @@ class RawOutputs:
     maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     feat_shapes: list[tuple[int, int]] = field(default_factory=list)
     reg_max: int = 16
+
+    def float(self) -> RawOutputs:
+        """A copy whose floating tensors are float32 (the loss runs in fp32 after a bf16/fp16 autocast forward)."""
+
+        def f32(t: torch.Tensor | None) -> torch.Tensor | None:
+            return t.float() if t is not None and t.is_floating_point() and t.dtype != torch.float32 else t
+
+        return replace(self, box_dist=f32(self.box_dist), logits=f32(self.logits), embeddings=f32(self.embeddings),
+                       text=f32(self.text), aux_box_dist=f32(self.aux_box_dist),
+                       dp_pairs=[(f32(p), f32(t)) for p, t in self.dp_pairs])

@@ -182,7 +182,7 @@ def load_mobile_sam(path: str | Path, *, check_sha: bool = False, map_location: 
     """Build a :class:`MobileSAMEncoder` and load ``mobile_sam.pt`` (or a bare encoder state dict) strictly.
 
     The module is returned trainable and in train mode; call :meth:`MobileSAMEncoder.freeze` to freeze it.
-    Attention biases are gathered per call, so no cache needs refreshing after loading.
+    The attention-bias cache is keyed on the parameters' version counters, so it never goes stale after loading.
 
     Args:
         path: Checkpoint file, read with ``torch.load(weights_only=True)``.

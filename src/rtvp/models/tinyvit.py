@@ -8,9 +8,10 @@ original, none of which changes the weights or the numerics at 1024 px:
 - No input-resolution bookkeeping: every stage reads (H, W) from the tensor it receives, windows are zero-padded to a
   multiple of the window size (as the original does) and the neck reshapes from the actual map size, so any input
   whose sides are multiples of 16 works (output stride 16).
-- The relative-position bias is gathered from ``attention_biases`` on every call with ``index_select`` over a flat
-  index (0.14 ms for the 5 x 196 x 196 bias of stage 2 on one CPU thread, vs 0.83 ms with advanced indexing), so
-  there is no eval-mode cache that could go stale after ``load_state_dict``, an EMA update or a train/eval switch.
+- The relative-position bias is gathered from ``attention_biases`` with ``index_select`` over a flat index (0.14 ms
+  for the 5 x 196 x 196 bias of stage 2 on one CPU thread, vs 0.83 ms with advanced indexing); without gradients the
+  table is cached, keyed on the parameter's version counter, so ``load_state_dict``, an EMA update or an optimizer
+  step invalidates it at once (MobileSAM's own eval-mode cache goes stale after loading).
 - No classifier (``norm_head``/``head``): MobileSAM never uses it.
 - Attention runs through ``F.scaled_dot_product_attention`` with the bias as an additive mask (same math).
 
@@ -138,13 +139,29 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
         self.register_buffer("attention_bias_idxs", relative_bias_index(window).flatten(), persistent=False)
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def bias(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """(heads, N, N) relative-position bias; cached at inference until the parameter or dtype changes.
+
+        The cache key holds the parameter's version counter, which every in-place update (optimizer step,
+        ``load_state_dict``) bumps, so a cached table is never stale.
+        """
+        if torch.is_grad_enabled() and self.attention_biases.requires_grad:
+            return self.attention_biases.index_select(1, self.attention_bias_idxs).view(-1, n, n).to(dtype)
+        p = self.attention_biases
+        key = (p._version, p.data_ptr(), p.device, dtype, n)
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            table = p.detach().index_select(1, self.attention_bias_idxs).view(-1, n, n).to(dtype)
+            self._bias_cache = (key, table)
+        return self._bias_cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B', N, C) window tokens (N = window**2) -> (B', N, C)."""
         b, n, c = x.shape
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.head_dim).transpose(1, 2)
         q, k, v = qkv.split(self.head_dim, dim=-1)  # each (B', heads, N, head_dim)
-        bias = self.attention_biases.index_select(1, self.attention_bias_idxs).view(-1, n, n).to(q.dtype)  # (h, N, N)
+        bias = self.bias(n, q.dtype)  # (h, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 

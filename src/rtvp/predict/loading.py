@@ -27,6 +27,7 @@ from rtvp.errors import CheckpointError, ConfigError
 from rtvp.models.config import TRAINING_KEYS, ModelConfig
 from rtvp.models.detector import RTVPNet
 from rtvp.models.expert import ExpertDetector
+from rtvp.models.fuse import fuse_conv_bn
 from rtvp.models.outputs import RawOutputs
 from rtvp.vocabulary import MAX_PROMPT_CHARS, Resolved, Vocabulary, normalize
 
@@ -149,7 +150,8 @@ def _build_rtvpnet(cfg_dict: Mapping[str, Any], ckpt: Mapping[str, Any], state: 
 
 
 def model_from_checkpoint(
-    ckpt: Mapping[str, Any], device: str | torch.device = "cpu", use_ema: bool = True, source: str = "<dict>"
+    ckpt: Mapping[str, Any], device: str | torch.device = "cpu", use_ema: bool = True, source: str = "<dict>",
+    fuse: bool = False,
 ) -> tuple[nn.Module, ModelMeta]:
     """Rebuild the model a checkpoint describes (eval mode, on ``device``).
 
@@ -160,6 +162,8 @@ def model_from_checkpoint(
         device: target device.
         use_ema: load the EMA weights when the checkpoint has them (what the trainer evaluated).
         source: name used in error messages.
+        fuse: fold BatchNorm into the convolutions (:func:`rtvp.models.fuse.fuse_conv_bn`): faster inference,
+            same outputs up to float rounding; the model is then for inference only.
 
     Returns:
         ``(model, meta)``.
@@ -189,6 +193,8 @@ def model_from_checkpoint(
         raise CheckpointError(f"{source}: weights do not fit the model its config describes ({'; '.join(lines)})"
                               "; the checkpoint is damaged or from an incompatible rtvp version") from None
     model.to(device).eval()
+    if fuse:
+        fuse_conv_bn(model)
     if arch == "expert":
         vocab, cats = _expert_classes(vocab, cats, model.nc, source)
         enc, opts, text_dim, emb = None, {}, None, None
@@ -204,11 +210,11 @@ def model_from_checkpoint(
 
 
 def load_model(weights: str | Path | Mapping[str, Any], device: str | torch.device = "cpu",
-               use_ema: bool = True) -> tuple[nn.Module, ModelMeta]:
+               use_ema: bool = True, fuse: bool = False) -> tuple[nn.Module, ModelMeta]:
     """:func:`model_from_checkpoint` from a path (loaded safely with ``load_checkpoint``) or a dict."""
     if isinstance(weights, Mapping):
-        return model_from_checkpoint(weights, device, use_ema)
-    return model_from_checkpoint(load_checkpoint(weights), device, use_ema, source=str(weights))
+        return model_from_checkpoint(weights, device, use_ema, fuse=fuse)
+    return model_from_checkpoint(load_checkpoint(weights), device, use_ema, source=str(weights), fuse=fuse)
 
 
 def build_encoder(meta: ModelMeta, device: str = "cpu") -> Any:

@@ -184,7 +184,7 @@ class Predictor:
     def __init__(self, weights: Path | str | dict, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, batch: int = 8) -> None:
         self.device = resolve_device(device)
-        self.model, self.meta = load_model(weights, self.device)
+        self.model, self.meta = load_model(weights, self.device, fuse=True)
         self.imgsz = int(imgsz or self.meta.imgsz)
         if self.imgsz < 32 or self.imgsz % 32:
             raise ConfigError(f"imgsz={self.imgsz} must be a positive multiple of 32 (the largest stride)")

@@ -59,7 +59,11 @@ class TrainConfig:
         ema_decay: asymptotic EMA decay.
         ema_tau: EMA decay ramp length in steps.
         grad_clip: max gradient L2 norm (0 disables clipping).
-        amp: mixed precision; ``None`` = on when training on CUDA, never on CPU.
+        amp: mixed precision; ``None`` (auto) = fp16 on CUDA, bf16 on a CPU with native bf16 (AMX / AVX-512 BF16),
+            fp32 elsewhere; ``true`` forces it, ``false`` trains in fp32 (``--amp`` / ``--no-amp``). The loss, the
+            assigner, the EMA and the checkpoint stay fp32.
+        channels_last: NHWC memory format for the model and images (faster convolutions on CPU, notably with bf16);
+            ``None`` = on when mixed precision is on.
         workers: dataloader worker processes per rank.
         seed: base random seed.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -108,6 +112,7 @@ class TrainConfig:
     ema_tau: float = 2000.0
     grad_clip: float = 10.0
     amp: bool | None = None
+    channels_last: bool | None = None
     workers: int = 4
     seed: int = 0
     device: str = "auto"

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from rtvp.checkpoint import load_checkpoint
 from rtvp.config import dump_yaml, to_dict
-from rtvp.device import resolve_device
+from rtvp.device import autocast_dtype, resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.training.config import TrainConfig
 from rtvp.training.distributed import DistInfo, barrier, get_dist_info
@@ -141,10 +141,14 @@ def fit(cfg: TrainConfig, parts: TrainParts, run_dir: Path | None = None, *, epo
     device = resolve_device(cfg.device, dist.local_rank)
     seed_everything(cfg.seed + dist.rank)
     optimizer = build_optimizer(parts.model, cfg.lr, cfg.weight_decay, parts.expert_lr_ratio)
-    amp = (device.type == "cuda") if cfg.amp is None else cfg.amp
+    amp, why = autocast_dtype(device, cfg.amp)
+    channels_last = amp is not None if cfg.channels_last is None else cfg.channels_last
+    if dist.is_main:
+        LOGGER.info("precision: %s; memory format: %s", why, "channels_last" if channels_last else "contiguous")
     meta = {"train_config": to_dict(cfg), **parts.meta}
     trainer = Trainer(parts.model, parts.criterion, parts.loader, optimizer, epochs=epochs or cfg.epochs,
-                      device=device, text_table=parts.text_table, amp=amp, grad_clip=cfg.grad_clip,
+                      device=device, text_table=parts.text_table, amp=amp, channels_last=channels_last,
+                      grad_clip=cfg.grad_clip,
                       seed=cfg.seed, dist=dist, find_unused_parameters=parts.find_unused_parameters, meta=meta)
     if cfg.ema:  # after the DDP wrap, which broadcast rank 0's initial weights: every rank averages the same model
         trainer.ema = ModelEMA(trainer.bare_model, cfg.ema_decay, cfg.ema_tau)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -83,7 +84,10 @@ class Trainer:
         device: training device.
         text_table: ``(C, Dt)`` frozen class-text embeddings (category order) or ``None`` for a text-free model;
             each step uses ``text = table[vocab_ids.clamp(min=0)]`` and ``text_mask = vocab_ids >= 0``.
-        amp: autocast (float16) + ``GradScaler``; only honoured on CUDA.
+        amp: autocast dtype of the forward pass (``torch.float16`` with a ``GradScaler`` on CUDA,
+            ``torch.bfloat16`` on CPU or CUDA) or ``None``/``False`` for fp32; ``True`` means float16 on CUDA. The
+            loss is computed in fp32 either way.
+        channels_last: NHWC memory format for the model and the images.
         grad_clip: max gradient norm (0 disables).
         ema: a :class:`ModelEMA` (updated by ``EMAHook``) or ``None``.
         seed: base seed (used to reseed when a checkpoint's RNG states cannot be restored).
@@ -94,12 +98,14 @@ class Trainer:
 
     def __init__(self, model: nn.Module, criterion: Criterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
                  *, epochs: int, device: torch.device | str, text_table: torch.Tensor | None = None,
-                 amp: bool = False, grad_clip: float = 0.0, ema: ModelEMA | None = None, seed: int = 0,
+                 amp: bool | torch.dtype | None = None, channels_last: bool = False, grad_clip: float = 0.0,
+                 ema: ModelEMA | None = None, seed: int = 0,
                  dist: DistInfo | None = None, find_unused_parameters: bool = False,
                  meta: dict[str, Any] | None = None) -> None:
         self.device = torch.device(device)
         self.dist = dist or DistInfo()
-        self.bare_model = model.to(self.device).train()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.bare_model = model.to(self.device, memory_format=self.memory_format).train()
         self.model: nn.Module = self.bare_model
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -107,8 +113,10 @@ class Trainer:
                                                              find_unused_parameters=find_unused_parameters)
         self.criterion, self.optimizer, self.ema, self.loader = criterion, optimizer, ema, loader
         self.text_table = None if text_table is None else text_table.to(self.device)
-        self.amp = bool(amp) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if amp is True:
+            amp = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.amp_dtype: torch.dtype | None = amp or None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.grad_clip, self.seed = grad_clip, seed
         loader.sampler.set_epoch(0, start=0)
         self.iters_per_epoch = len(loader)
@@ -174,13 +182,15 @@ class Trainer:
         """One optimisation step on ``batch``; returns the loss terms averaged over ranks (python floats)."""
         batch = batch.to(self.device, non_blocking=True)
         self.last_batch_size = batch.images.shape[0]
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        images = batch.images.contiguous(memory_format=self.memory_format)
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with autocast:
             if self.text_table is None:
-                outputs = self.model(batch.images)
+                outputs = self.model(images)
             else:
                 vocab = batch.vocab_ids
-                outputs = self.model(batch.images, self.text_table[vocab.clamp(min=0)], vocab >= 0)
-            losses = self.criterion(outputs, batch)
+                outputs = self.model(images, self.text_table[vocab.clamp(min=0)], vocab >= 0)
+        losses = self.criterion(outputs.float(), batch)  # assignment and losses in fp32
         keys = sorted(losses)
         items = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys]))
         values = dict(zip(keys, items.tolist(), strict=True))

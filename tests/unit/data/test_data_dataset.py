@@ -81,11 +81,20 @@ def test_determinism(bench):
 
 
 def test_cache_gives_identical_samples(bench):
-    plain = DetectionDataset(bench, "closed_train", imgsz=64, augment=True, **AUG)
+    plain = DetectionDataset(bench, "closed_train", imgsz=64, augment=True, cache=False, **AUG)
+    assert plain._cache is None
     cached = DetectionDataset(bench, "closed_train", imgsz=64, augment=True, cache=True, **AUG)
     for i in range(len(plain)):
         assert np.array_equal(plain[(0, i)].image, cached[(0, i)].image)
     assert np.array_equal(cached._cache[0][0], DetectionDataset(bench, "closed_train", imgsz=64)._read(0)[0])
+
+
+def test_auto_cache_follows_the_memory_budget(bench, monkeypatch):
+    auto = DetectionDataset(bench, "closed_train", imgsz=64)  # cache=None: a few 64 px images fit
+    assert auto.cached and auto.cache_bytes() == len(auto) * 64 * 64 * 3
+    monkeypatch.setattr("rtvp.data.dataset.AUTO_CACHE_BYTES", auto.cache_bytes() - 1)
+    assert not DetectionDataset(bench, "closed_train", imgsz=64).cached
+    assert DetectionDataset(bench, "closed_train", imgsz=64, cache=True).cached  # forced
 
 
 def test_data_config_matches_dataset_defaults(bench):

@@ -149,7 +149,10 @@ class ExportedPredictor:
         self.conf = float(side.get("conf", 0.25) if conf is None else conf)
         self.iou = float(side.get("iou", 0.7) if iou is None else iou)
         self.max_det = int(side.get("max_det", 300) if max_det is None else max_det)
-        self.batch = max(1, int(batch))
+        self.batch = int(batch)
+        if not (0.0 <= self.conf < 1.0 and 0.0 < self.iou <= 1.0 and self.max_det >= 1 and self.batch >= 1):
+            raise ConfigError(f"need 0 <= conf < 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got conf={self.conf}, "
+                              f"iou={self.iou}, max_det={self.max_det}, batch={self.batch}")
         texts, canonical = side.get("texts", self.class_names), side.get("canonical", [None] * len(self.class_names))
         self.resolved = [Resolved(p, t, c) for p, t, c in zip(self.class_names, texts, canonical, strict=True)]
         self.in_graph_nms = False  # set by subclasses once the graph's outputs are known

@@ -104,6 +104,24 @@ def quantize_int8(model: Any, batches: Sequence[np.ndarray]) -> Any:
     return nncf.quantize(model, nncf.Dataset(list(batches)), subset_size=len(batches))
 
 
+def int8_check(ov: Any, fp32: Any, int8: Any, batches: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Compare the int8 model with fp32 on up to 4 calibration inputs: largest box / score deviation, finiteness.
+
+    Returns:
+        ``{"box_max_abs_diff": px, "score_max_abs_diff": float, "score_mean_abs_diff": float, "finite": bool}``.
+    """
+    core = ov.Core()
+    runs = []
+    for model in (fp32, int8):
+        request = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+        runs.append([[np.asarray(request.infer({0: x})[i]) for i in range(2)] for x in batches[:4]])
+    box = max(float(np.abs(a[0] - b[0]).max()) for a, b in zip(*runs, strict=True))
+    score = [np.abs(a[1] - b[1]) for a, b in zip(*runs, strict=True)]
+    finite = all(np.isfinite(b[0]).all() and np.isfinite(b[1]).all() for b in runs[1])
+    return {"box_max_abs_diff": box, "score_max_abs_diff": float(max(s.max() for s in score)),
+            "score_mean_abs_diff": float(np.mean([s.mean() for s in score])), "finite": bool(finite)}
+
+
 def export_openvino(weights: str | Path | dict, out: str | Path, prompts: Sequence[str] | None = None,
                     imgsz: int | None = None, nms: bool = False, conf: float = 0.25, iou: float = 0.7,
                     max_det: int = 300, int8: bool = False, calib: Sequence[Path] = (),
@@ -145,8 +163,14 @@ def export_openvino(weights: str | Path | dict, out: str | Path, prompts: Sequen
         calibration = None
         if int8:
             batches = calibration_batches(calib, side["imgsz"], side["channels"])
-            model = quantize_int8(model, batches)
-            calibration = {"source": calib_source, "images": len(batches), "method": "nncf.quantize (default preset)"}
+            quantized = quantize_int8(model, batches)
+            check = int8_check(ov, model, quantized, batches)
+            if not check["finite"]:
+                raise ConfigError(f"{out}: the int8 model gives NaN/inf outputs on the calibration images (NNCF "
+                                  "cannot quantize this model as is); export fp32 (drop --int8)")
+            model = quantized
+            calibration = {"source": calib_source, "images": len(batches), "method": "nncf.quantize (default preset)",
+                           "check_vs_fp32": check}
         staged = Path(tmp) / "ir.xml"
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))

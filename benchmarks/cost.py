@@ -10,9 +10,13 @@ throughput and peak memory of RTVPNet vs its text-only variant vs the expert vs 
 3. Training throughput: images/s of full optimisation steps (forward, DetectionCriterion, backward, AdamW) on random
    data, SAM trainable (random init, what our runs without ``mobile_sam.pt`` do) and frozen (with official weights).
 4. GPU (only when CUDA is available): fp16 autocast latency and training throughput.
+5. Deployment runtimes (``_runtimes.py``): PyTorch bf16 autocast (CPUs with native bf16), ONNX Runtime, OpenVINO
+   fp32 / bf16 / NNCF int8 rows in the CPU latency table, for the ``--runtime-models`` at the latency sizes.
 
     python benchmarks/cost.py            # full
     python benchmarks/cost.py --quick    # n only, small sizes, 2 repeats
+    python benchmarks/cost.py --sections latency runtimes --lat-models rtvpnet-n textonly-n expert-n --batches 1 \
+        --tag runtimes                   # the deployment latency table only
 """
 
 from __future__ import annotations
@@ -28,9 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from _common import BenchRun, Cell, Table, build_parser, parse_args
+from _runtimes import RUNTIMES, goal_notes, runtime_rows
 
 COMPONENTS = ("expert", "sam", "projection", "prompt", "interaction", "head")
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+SECTIONS = ("static", "latency", "runtimes", "train")
+RUNTIME_NOTE = (" Runtime rows (PyTorch bf16 autocast, ONNX Runtime, OpenVINO fp32/bf16/int8; _runtimes.py): "
+                "the exported graph (network + box decoding + score sigmoid, vocabulary baked in), same threads and "
+                "input; OpenVINO int8 = NNCF post-training quantization calibrated on 8 random images (latency only; "
+                "accuracy: benchmarks/results/deploy_ap); bf16 rows only on CPUs with native bf16 (avx512_bf16/"
+                "amx_bf16); peak RSS of those workers covers all runtimes, so it is left blank. No 'fused PyTorch' "
+                "rtvp row yet: rtvp has no conv+BN fusion helper (the lead's lean eval path).")
 def peak_rss_mb() -> float:
     """Peak resident set of this process (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across fork/exec)."""
     for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
@@ -155,7 +167,10 @@ def train_speed(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_main(kind: str, spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    result = {"latency": latency, "train": train_speed}[kind](spec)
+    from _runtimes import runtime_latency
+
+    result = {"latency": latency, "train": train_speed,
+              "runtimes": lambda s: runtime_latency(s, build)}[kind](spec)
     Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
 
 
@@ -215,7 +230,15 @@ def text_encoder_params() -> int | None:
 
 
 def plan(args: Any) -> dict[str, Any]:
-    """What to measure (quick mode: n only, small sizes, few repeats)."""
+    """What to measure (quick mode: n only, small sizes, few repeats; ``--lat-models`` / ``--batches`` override)."""
+    p = _plan(args)
+    p["runtime_models"] = args.runtime_models or [m for m in p["lat_models"] if m.endswith("-n")]
+    p["lat_models"] = args.lat_models or p["lat_models"]
+    p["batches"] = args.batches or p["batches"]
+    return p
+
+
+def _plan(args: Any) -> dict[str, Any]:
     if args.quick:
         return {"scales": ["n"], "sizes": [320], "lat_models": ["rtvpnet-n", "textonly-n", "expert-n"],
                 "yolo": ["yolov8n"], "lat_sizes": [128], "batches": [1, 2], "warmup": 1, "repeats": 2,
@@ -232,9 +255,9 @@ def make_cells(args: Any, p: dict[str, Any]) -> list[Cell]:
     cells = [Cell("static", "params + GFLOPs per component", {k: p[k] for k in ("scales", "sizes")} |
                   {"prompts": args.prompts},
                   lambda: {"models": static_cost(p["scales"], p["sizes"], args.prompts),
-                           "text_encoder_params": text_encoder_params()})]
+                           "text_encoder_params": text_encoder_params()})] if "static" in args.sections else []
     yolo = p["yolo"] if yolo_available(args) else []
-    for name in yolo:
+    for name in yolo if "static" in args.sections else []:
         for imgsz in p["sizes"]:
             cells.append(Cell(f"yolo-cost-{name}@{imgsz}", f"{name} params/GFLOPs @{imgsz}", {"imgsz": imgsz},
                               lambda n=name, s=imgsz: yolo_cell(n, "cost", {"imgsz": s})))
@@ -243,15 +266,19 @@ def make_cells(args: Any, p: dict[str, Any]) -> list[Cell]:
         for imgsz in p["lat_sizes"]:
             base = {"imgsz": imgsz, "batches": batches, "warmup": p["warmup"], "repeats": p["repeats"],
                     "threads": args.threads, "device": dev, "half": half, "prompts": args.prompts}
-            for m in p["lat_models"]:
+            for m in p["runtime_models"] if dev == "cpu" and "runtimes" in args.sections else []:
+                spec = {**base, "model": m, "runtimes": args.runtimes}
+                cells.append(Cell(f"rt-{m}@{imgsz}-{dev}", f"runtimes {m} @{imgsz} {dev}", spec,
+                                  lambda s=spec: in_worker("runtimes", s)))
+            for m in p["lat_models"] if "latency" in args.sections else []:
                 cells.append(Cell(f"lat-{m}@{imgsz}-{dev}", f"latency {m} @{imgsz} {dev}", base,
                                   lambda b=base, m=m: in_worker("latency", {**b, "model": m})))
-            for name, fuse in ((n, f) for n in yolo for f in (False, True)):
+            for name, fuse in ((n, f) for n in yolo for f in (False, True) if "latency" in args.sections):
                 spec = {**{k: v for k, v in base.items() if k != "prompts"}, "fuse": fuse}
                 tag = f"{name}-fused" if fuse else name
                 cells.append(Cell(f"lat-{tag}@{imgsz}-{dev}", f"latency {tag} @{imgsz} {dev} (Ultralytics)", spec,
                                   lambda s=spec, n=name: yolo_cell(n, "latency", s)))
-        for m, freeze in p["train"]:
+        for m, freeze in p["train"] if "train" in args.sections else []:
             spec = {"model": m, "freeze_sam": freeze, "imgsz": p["train_imgsz"], "threads": args.threads,
                     "batch": 32 if dev == "cuda" else p["train_batch"], "warmup": 1, "steps": p["steps"],
                     "device": dev, "half": half, "prompts": args.prompts}
@@ -293,13 +320,14 @@ def static_tables(res: dict[str, Any], p: dict[str, Any]) -> list[Table]:
 def speed_tables(res: dict[str, Any]) -> list[Table]:
     out = []
     for dev in ("cpu", "cuda"):
-        lat = {k: v for k, v in res.items() if k.startswith("lat-") and k.endswith(f"-{dev}")}
+        lat = {k: v for k, v in res.items() if k.startswith(("lat-", "rt-")) and k.endswith(f"-{dev}")}
         if lat:
-            batches = sorted({int(b) for v in lat.values() for b in v["batches"]})
+            batches = sorted({int(b) for v in lat.values() for bs in v.get("runtimes", {"": v.get("batches")}).values()
+                              for b in bs})
             t = Table(f"latency_{dev}", f"{dev.upper()} latency, bare forward (median ms/image)",
                       ["Model", "imgsz", *(f"ms/img b{b}" for b in batches), f"img/s b{batches[-1]}",
                        "peak RSS MB", "threads", "load avg"])
-            for key, v in lat.items():
+            for key, v in ((k, v) for k, v in lat.items() if k.startswith("lat-")):
                 name, imgsz = key.removeprefix("lat-").removesuffix(f"-{dev}").split("@")
                 label = name
                 if name.startswith("yolo"):
@@ -307,13 +335,16 @@ def speed_tables(res: dict[str, Any]) -> list[Table]:
                 bs = v["batches"]
                 t.rows.append([label, int(imgsz), *(bs[str(b)]["ms_per_image"] if str(b) in bs else None
                                                     for b in batches),
-                               bs[str(batches[-1])]["images_per_s"], v["peak_rss_mb"], v["threads"], v.get("load")])
+                               (bs.get(str(batches[-1])) or {}).get("images_per_s"), v["peak_rss_mb"], v["threads"],
+                               v.get("load")])
+            t.rows += runtime_rows(res, dev, batches)
+            t.rows.sort(key=lambda r: (r[1], r[0]))
             t.note = ("'load avg' = 1-min load average of the machine at the end of the measurement (timings on a "
                       "shared CPU are noisy when it exceeds the idle cores). Random weights, random input, inference "
                       "mode; no letterbox/NMS. expert-* is rtvp's YOLOv8-"
                       "architecture expert (the YOLOv8 stand-in in-process); yolov8* is Ultralytics in its own "
                       "venv, as built (unfused, like the rtvp rows) and with conv+BN fused (what its predict runs). "
-                      + ("fp16 autocast." if dev == "cuda" else "fp32."))
+                      + ("fp16 autocast." if dev == "cuda" else "fp32.") + RUNTIME_NOTE)
             out.append(t)
         tr = {k: v for k, v in res.items() if k.startswith("train-") and k.endswith(f"-{dev}")}
         if tr:
@@ -336,6 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed training steps")
     parser.add_argument("--no-yolo", action="store_true", help="skip the Ultralytics rows")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="what to measure")
+    parser.add_argument("--lat-models", nargs="+", default=None, help="PyTorch latency models (default: per mode)")
+    parser.add_argument("--runtime-models", nargs="+", default=None, help="runtime rows (default: the n models)")
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
+    parser.add_argument("--batches", nargs="+", type=int, default=None, help="latency batch sizes (default: 1 8)")
     args = parse_args(parser, argv)
     import torch
 
@@ -344,13 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = plan(args)
     res = dict(run.run_cells(make_cells(args, p)))
     res["_prompts"] = args.prompts
-    tables = static_tables(res, p) + speed_tables(res)
+    tables = (static_tables(res, p) if "static" in res else []) + speed_tables(res)
     notes = [f"Threads: {args.threads} (rtvp and Ultralytics workers alike). Each latency/training measurement runs in "
              "a fresh process; peak RSS = that process's maximum resident set (interpreter + torch + model).",
              "GPU rows: " + ("measured." if args.gpu else "skipped (no CUDA device on this machine).")]
     if not yolo_available(args):
         notes.append("Ultralytics rows skipped (--no-yolo, or --quick without an existing benchmarks/.venv-yolo).")
-    run.write(tables, notes)
+    run.write(tables, notes + goal_notes(res))
     return 0
 
 

@@ -8,7 +8,8 @@ import typer
 
 
 def predict(
-    weights: Path = typer.Option(..., "--weights", help="Checkpoint written by `rtvp train` (best.pt / last.pt)."),
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint written by `rtvp train` (best.pt / last.pt), or "
+                                                        "a file from `rtvp export` (.onnx, OpenVINO .xml)."),
     source: str = typer.Option(..., "--source", help="Image file, folder (recursive) or glob pattern."),
     prompts: str | None = typer.Option(None, "--prompts", help='Comma-separated prompts, e.g. "scratch,划痕,hole".'),
     prompts_file: Path | None = typer.Option(None, "--prompts-file", help="Prompts, one per line (# comments)."),
@@ -24,16 +25,17 @@ def predict(
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 
-    Without --prompts the checkpoint's own vocabulary is used.
+    Without --prompts the checkpoint's own vocabulary is used. Exported files (.onnx, .xml) run on the CPU with the
+    vocabulary baked in at export.
     """
+    from rtvp.deploy.runners import open_predictor
     from rtvp.predict.inputs import iter_sources
     from rtvp.predict.outputs import save_predictions
-    from rtvp.predict.predictor import Predictor
     from rtvp.vocabulary import parse_prompts
 
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
     sources = iter_sources(source)
-    predictor = Predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
+    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
     summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images)
     _report(summary, out, from_checkpoint=words is None)
 

@@ -8,7 +8,8 @@ import typer
 
 
 def serve(
-    weights: Path = typer.Option(..., "--weights", help="Checkpoint written by `rtvp train` (best.pt / last.pt)."),
+    weights: Path = typer.Option(..., "--weights", help="Checkpoint written by `rtvp train` (best.pt / last.pt), or "
+                                                        "a file from `rtvp export` (.onnx, OpenVINO .xml)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key_env: str | None = typer.Option(None, "--api-key-env",
@@ -30,7 +31,7 @@ def serve(
     """Serve /v1/detect, /v1/ground, /v1/ask, /v1/model, /health, the web page at / and /openapi.json."""
     import uvicorn
 
-    from rtvp.predict.predictor import Predictor
+    from rtvp.deploy.runners import open_predictor
     from rtvp.service import ServeSettings, create_app
     from rtvp.service.settings import api_key_from_env
     from rtvp.tasks import LLMAnswerer, OfflineAnswerer
@@ -41,7 +42,7 @@ def serve(
     if not settings.loopback and settings.api_key is None:
         typer.secho(f"warning: serving on {host} without an API key; anyone who can reach this port can use it "
                     "(set --api-key-env)", fg=typer.colors.YELLOW, err=True)
-    predictor = Predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou)
+    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou)
     use_llm = llm_url is not None or llm_model is not None
     answerer = LLMAnswerer.from_env(llm_url, llm_model, key_env=llm_key_env) if use_llm else OfflineAnswerer()
     app = create_app(predictor, settings, answerer)

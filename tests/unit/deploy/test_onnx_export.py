@@ -117,7 +117,7 @@ def test_export_rejects_bad_requests(tmp_path):
     rtvpnet_ckpt(weights)
     res = CliRunner().invoke(app, ["export", "--weights", str(weights), "--format", "tflite", "--out",
                                    str(tmp_path / "m.tflite")])
-    assert isinstance(res.exception, ConfigError) and "only 'onnx'" in str(res.exception)
+    assert isinstance(res.exception, ConfigError) and "use one of ['onnx', 'openvino']" in str(res.exception)
     res = CliRunner().invoke(app, ["export", "--weights", str(weights), "--out", str(tmp_path / "m.onnx"),
                                    "--imgsz", "100"])
     assert isinstance(res.exception, ConfigError) and "multiple of 32" in str(res.exception)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("torch-bf16", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8")
-LABELS = {"torch-bf16": "PyTorch bf16 autocast", "onnxruntime": "ONNX Runtime fp32", "openvino": "OpenVINO fp32",
+RUNTIMES = ("torch-fused", "torch-bf16", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8")
+LABELS = {"torch-fused": "PyTorch fused fp32",
+          "torch-bf16": "PyTorch bf16 autocast", "onnxruntime": "ONNX Runtime fp32", "openvino": "OpenVINO fp32",
           "openvino-bf16": "OpenVINO bf16", "openvino-int8": "OpenVINO int8"}
 TEXT_DIM = 384
 
@@ -26,12 +27,9 @@ def native_bf16() -> list[str]:
     """CPU flags that give native bf16 math (``avx512_bf16``, ``amx_bf16``); empty when none (or no oneDNN)."""
     import torch
 
-    try:
-        flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("flags")), [])
-    except OSError:
-        flags = []
-    return [f for f in ("avx512_bf16", "amx_bf16") if f in flags] if torch.backends.mkldnn.is_available() else []
+    from rtvp.device import cpu_bf16_flags
+
+    return cpu_bf16_flags() if torch.backends.mkldnn.is_available() else []
 
 
 def timed(fn: Callable[[Any], Any], inputs: dict[int, Any], warmup: int, repeats: int) -> dict[str, Any]:
@@ -94,6 +92,16 @@ def runtime_latency(spec: dict[str, Any], build: Callable[[str, int], Any]) -> d
     args = (spec["warmup"], spec["repeats"])
     out: dict[str, Any] = {}
     wanted = spec["runtimes"]
+    if "torch-fused" in wanted:  # the lean inference form Predictor and rtvp val use: BatchNorm folded
+        import copy
+
+        from rtvp.models.fuse import fuse_conv_bn
+
+        fused = copy.deepcopy(model)
+        fuse_conv_bn(fused)
+        tx = {b: torch.from_numpy(x) for b, x in xs.items()}
+        with torch.inference_mode():
+            out["torch-fused"] = timed(lambda x: fused(x) if text is None else fused(x, text), tx, *args)
     if "torch-bf16" in wanted and native_bf16():
         tx = {b: torch.from_numpy(x) for b, x in xs.items()}
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -37,12 +37,14 @@ from _runtimes import RUNTIMES, goal_notes, runtime_rows
 COMPONENTS = ("expert", "sam", "projection", "prompt", "interaction", "head")
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 SECTIONS = ("static", "latency", "runtimes", "train")
-RUNTIME_NOTE = (" Runtime rows (PyTorch bf16 autocast, ONNX Runtime, OpenVINO fp32/bf16/int8; _runtimes.py): "
+RUNTIME_NOTE = (" Runtime rows (PyTorch fused fp32 = BatchNorm folded as Predictor and rtvp val run it, PyTorch bf16 "
+                "autocast, ONNX Runtime, OpenVINO fp32/bf16/int8; _runtimes.py): "
                 "the exported graph (network + box decoding + score sigmoid, vocabulary baked in), same threads and "
                 "input; OpenVINO int8 = NNCF post-training quantization calibrated on 8 random images (latency only; "
                 "accuracy: benchmarks/results/deploy_ap); bf16 rows only on CPUs with native bf16 (avx512_bf16/"
-                "amx_bf16); peak RSS of those workers covers all runtimes, so it is left blank. No 'fused PyTorch' "
-                "rtvp row yet: rtvp has no conv+BN fusion helper (the lead's lean eval path).")
+                "amx_bf16); peak RSS of those workers covers all runtimes, so it is left blank.")
+
+
 def peak_rss_mb() -> float:
     """Peak resident set of this process (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across fork/exec)."""
     for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():

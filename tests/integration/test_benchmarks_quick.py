@@ -87,6 +87,7 @@ def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]
     assert math.isclose(parts, float(comp["total"]), rel_tol=1e-3)
     lat = {r["Model"]: r for r in _csv(work, "cost", "latency_cpu")}
     assert float(lat["rtvpnet-n"]["ms/img b1"]) > float(lat["expert-n"]["ms/img b1"]) > 0
+    assert float(lat["rtvpnet-n (PyTorch fused fp32)"]["ms/img b1"]) > 0  # the lean form Predictor runs
     for r in _csv(work, "cost", "train_cpu"):
         assert float(r["images/s"]) > 0 and float(r["peak RSS MB"]) > 100
 

@@ -147,7 +147,8 @@ class Attention(nn.Module):
         The cache key holds the parameter's version counter, which every in-place update (optimizer step,
         ``load_state_dict``) bumps, so a cached table is never stale.
         """
-        if torch.is_grad_enabled() and self.attention_biases.requires_grad:
+        tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()  # export: a graph, not a cached tensor
+        if tracing or (torch.is_grad_enabled() and self.attention_biases.requires_grad):
             return self.attention_biases.index_select(1, self.attention_bias_idxs).view(-1, n, n).to(dtype)
         p = self.attention_biases
         key = (p._version, p.data_ptr(), p.device, dtype, n)

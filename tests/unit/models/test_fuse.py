@@ -65,3 +65,13 @@ def test_attention_bias_cache_follows_the_parameter():
     out = attn(x)
     out.sum().backward()  # training path: the bias is recomputed with its gradient
     assert attn.attention_biases.grad is not None and attn.attention_biases.grad.abs().sum() > 0
+
+
+def test_export_after_a_cached_forward_traces_the_bias_gather():
+    attn = Attention(16, 2, 4).eval()
+    x = torch.rand(3, 16, 16)
+    with torch.no_grad():
+        expected = attn(x)  # fills the cache
+        exported = torch.export.export(attn, (x,))
+    torch.testing.assert_close(exported.module()(x), expected)
+    assert any("index_select" in str(n.target) for n in exported.graph.nodes)

@@ -29,17 +29,7 @@ def rtvp_cli(capsys, monkeypatch) -> Callable[..., tuple[int, str]]:
 
 @pytest.fixture
 def toy_bench(tmp_path):
-    """A two-image benchmark (one train, one val image; real PNGs, so a training run can start on it)."""
-    from toybench import annotation, category, standard_splits, write_rgb, write_splits
+    """A two-image benchmark (``robust_helpers.toy_bench_at``)."""
+    from robust_helpers import toy_bench_at
 
-    root = tmp_path / "bench"
-    import numpy as np
-
-    for name in ("a", "b"):
-        write_rgb(root / "images" / f"{name}.png", np.full((64, 64, 3), 90, np.uint8))
-    (root / "benchmark.yaml").write_text("name: toy\n")
-    cats = [category(1, "scratch", "steel", "surface")]
-    images = [{"id": i, "file_name": f"images/{n}.png", "width": 64, "height": 64} for i, n in ((1, "a"), (2, "b"))]
-    anns = [annotation(1, 1, 1, (10, 10, 30, 30)), annotation(2, 2, 1, (20, 20, 40, 40))]
-    write_splits(root, cats, images, anns, standard_splits([1, 2], anns, {2}, set()))
-    return root
+    return toy_bench_at(tmp_path / "bench")

@@ -2,7 +2,9 @@
 
 Everything is written into ``<out>.partial-<hash>/`` next to ``<out>`` (``hash`` = recipe + root) and renamed into
 place at the end, so a killed build never leaves a half-written benchmark; a rerun reuses the finished converter
-spools and the per-image validation cache found in the partial folder and completes.
+spools whose label files are unchanged (content keys, ``rtvp.bench.spoolkey``; the summary counts the reused
+records) and the per-image validation cache found in the partial folder, and completes. A failed build names the
+partial folders it leaves; the next successful build of the same ``--out`` removes them.
 
 Memory (why a 1M-image build fits): records are streamed from the converters to JSON-lines spools on disk; the
 build keeps only flat per-image numpy arrays (~100 bytes/image: spool offset, sha1, 64-bit hash, size, channels,

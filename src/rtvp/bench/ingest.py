@@ -1,8 +1,11 @@
 """Build stages 1-2: run the converters into on-disk record spools, then validate every image file in parallel.
 
 Both stages are resumable. A source's spool file appears (atomic rename) only once its converter finished, so a
-rerun skips finished sources. Validation results are appended to a cache file keyed by ``(path, size, mtime)``
-and flushed per block, so a rerun only decodes the images a killed build had not reached.
+rerun skips finished sources whose recipe section, file listing and label-file contents are unchanged
+(``rtvp.bench.spoolkey``); any change re-converts the source. With ``on_error: raise`` (the default) a source's
+malformed label files are collected in one pass and raised together. Validation results are appended to a cache
+file keyed by ``(path, size, mtime)`` and flushed per block, so a rerun only decodes the images a killed build had
+not reached.
 
 Memory: records go to disk as JSON lines as they are produced; only compact per-image arrays (spool offsets,
 validation results) stay in memory, and images are validated in blocks so the task queue stays bounded.

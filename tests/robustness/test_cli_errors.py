@@ -89,3 +89,26 @@ def test_resume_without_last_pt_says_so(tmp_path, rtvp_cli, toy_bench, caplog):
     assert f"--resume: {run}/weights/last.pt not found (the run stopped before stage expert saved a checkpoint); " \
            "this stage starts from epoch 1" in out
     assert (run / "weights" / "last.pt").is_file()
+
+
+def test_boxes_left_in_the_letterbox_padding_are_not_reported(monkeypatch):
+    """A box in the padding clips to zero width: rtvp never writes a result its own `val --predictions` refuses."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from rtvp.evaluation.evaluator import check_predictions
+    from rtvp.predict import predictor
+    from rtvp.predict.inputs import coco_results
+
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.0, 5.0, 2.0, 9.0], [60.0, 0.0, 64.0, 64.0]])
+    found = (boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 0]), torch.tensor([3, 4, 5]))
+    monkeypatch.setattr(predictor, "select", lambda *a, **k: [found])
+    geo = predictor.Letterboxed(np.array([1.0]), np.array([[4.0, 0.0]]), np.array([[64, 52]]))  # 4 px pad left/right
+    dets, _ = predictor.run_batch(lambda x: SimpleNamespace(embeddings=None, maps=None), torch.zeros(1, 3, 64, 64),
+                                  geo, ["scratch"], 0.1, 0.7, 10)
+    assert dets[0].xyxy.tolist() == [[6.0, 20.0, 26.0, 40.0]]  # the other two clip to x 0..0 and 52..52
+    assert dets[0].data["anchor"].tolist() == [3]
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}]}
+    assert len(check_predictions(gt, coco_results(dets[0], 1), "saved.json")) == 1

@@ -134,8 +134,10 @@ def _check_finite(ckpt: dict[str, Any], path: Path) -> None:
     Screen: one sum per tensor (NaN/Inf propagate; ~2 ms for rtvpnet-n's 4M weights); only when a sum is not finite
     (NaN/Inf, or a finite overflow) is that tensor scanned element-wise, so huge-but-finite weights are never refused.
     """
-    for key in ("model", "ema"):
+    for key in ("model", "ema", "text_embeddings"):
         state = ckpt.get(key)
+        if isinstance(state, torch.Tensor):
+            state = {key: state}
         if not isinstance(state, dict):
             continue
         floats = [(name, t) for name, t in state.items() if isinstance(t, torch.Tensor) and t.is_floating_point()]

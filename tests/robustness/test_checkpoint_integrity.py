@@ -64,6 +64,14 @@ def test_non_finite_weights_are_refused(tmp_path, where):
     assert "training diverged" in str(e.value)
 
 
+def test_nan_text_embeddings_are_refused(tmp_path):
+    ckpt = rtvpnet_ckpt()
+    ckpt["text_embeddings"][1, 0] = float("nan")
+    path = save_checkpoint(ckpt, tmp_path / "emb.pt")
+    with pytest.raises(CheckpointError, match="1 of 1 floating tensors of 'text_embeddings' hold NaN or Inf"):
+        load_checkpoint(path)
+
+
 def test_one_inf_is_named(tmp_path):
     ckpt = rtvpnet_ckpt()
     name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel() > 1)

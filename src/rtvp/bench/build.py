@@ -2,7 +2,9 @@
 
 Everything is written into ``<out>.partial-<hash>/`` next to ``<out>`` (``hash`` = recipe + root) and renamed into
 place at the end, so a killed build never leaves a half-written benchmark; a rerun reuses the finished converter
-spools and the per-image validation cache found in the partial folder and completes.
+spools whose label files are unchanged (content keys, ``rtvp.bench.spoolkey``; the summary counts the reused
+records) and the per-image validation cache found in the partial folder, and completes. A failed build names the
+partial folders it leaves; the next successful build of the same ``--out`` removes them.
 
 Memory (why a 1M-image build fits): records are streamed from the converters to JSON-lines spools on disk; the
 build keeps only flat per-image numpy arrays (~100 bytes/image: spool offset, sha1, 64-bit hash, size, channels,
@@ -36,7 +38,7 @@ from rtvp.bench.splits import EmbedFn, OpenChoice, SceneGuard, choose_unseen, cl
 from rtvp.bench.taxonomy import Taxonomy
 from rtvp.bench.writer import place_image, read_lines, write_benchmark_yaml, write_coco_splits
 from rtvp.config import to_dict
-from rtvp.errors import ConfigError, DataError
+from rtvp.errors import ConfigError, DataError, RtvpError
 
 
 @dataclass
@@ -53,6 +55,7 @@ class BuildSummary:
     unseen: list[str]
     seconds: float
     cached: int = 0
+    reused: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -125,10 +128,37 @@ def _open_choice(recipe: Recipe, tax: Taxonomy, kept: Kept, embed: EmbedFn | Non
                          _scene_guard(recipe, tax, kept, forced))
 
 
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that a finished build could not replace: a file, or a folder that is not a benchmark."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; pass a new folder (or an earlier benchmark) as --out")
+    if out.exists() and not (out / "benchmark.yaml").exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not an rtvp benchmark (no benchmark.yaml); refusing to replace "
+                          f"it: pass a new folder, or an earlier benchmark to replace")
+
+
+def _partials(out: Path) -> list[Path]:
+    """Scratch folders of earlier builds of ``out`` (``<out>.partial-*``), sorted."""
+    return sorted(p for p in out.parent.glob(f"{out.name}.partial-*") if p.is_dir())
+
+
+def _with_partials(e: RtvpError, out: Path, partial: Path) -> RtvpError:
+    """``e`` with the partial folders it leaves behind listed (same error type)."""
+    left = _partials(out)
+    if not left:
+        return e
+    others = [p for p in left if p != partial]
+    note = f"\nState of this build kept in {partial} (the next run resumes from it; --fresh discards it)." \
+        if partial in left else ""
+    if others:
+        note += (f"\nOlder partial builds of {out}: {', '.join(p.name for p in others)} (removed by the next "
+                 f"successful build of {out.name}; delete them now to free the space)")
+    return type(e)(f"{e}{note}")
+
+
 def _replace_dir(partial: Path, out: Path) -> None:
     """Move the finished ``partial`` folder to ``out``, replacing an older benchmark there."""
-    if out.exists() and not (out / "benchmark.yaml").exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} exists and is not an rtvp benchmark; refusing to replace it")
+    check_out(out)
     if out.exists():
         old = out.parent / f"{out.name}.old-{os.getpid()}"
         os.replace(out, old)
@@ -189,16 +219,31 @@ def build_benchmark(recipe: Recipe, root: Path, out: Path, *, workers: int = 1, 
         DataError: a malformed label file (from a converter) or, with ``strict``, any issue.
     """
     t0 = time.perf_counter()
-    root, out = Path(root).absolute(), Path(out).absolute()
+    root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))  # normalised like the converters' paths
+    check_out(out)
     tax = Taxonomy(recipe)
     _forced_unseen(recipe, tax, embed)  # fail on open-split inputs before the long stages
     partial = partial_dir(recipe, root, out)
     if fresh and partial.exists():
         shutil.rmtree(partial)
+    try:
+        summary = _build(recipe, tax, root, out, partial, workers, strict, embed, text_encoder, progress)
+    except RtvpError as e:
+        raise _with_partials(e, out, partial) from None
+    for stale in _partials(out):  # failed builds of the same output, with an older recipe or root
+        shutil.rmtree(stale, ignore_errors=True)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _build(recipe: Recipe, tax: Taxonomy, root: Path, out: Path, partial: Path, workers: int, strict: bool,
+           embed: EmbedFn | None, text_encoder: str, progress: bool) -> BuildSummary:
+    """The stages of :func:`build_benchmark` inside ``partial``, then the rename to ``out``."""
+    t0 = time.perf_counter()
     work = partial / ".work"
     work.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    spools, index, checks = _ingest(recipe, root, work, workers, progress, times)
+    spools, index, checks, reused = _ingest(recipe, root, work, workers, progress, times)
     kept, groups, log = _analyse(recipe, tax, root, partial, spools, index, checks, strict)
     times["process"] = time.perf_counter() - t0 - sum(times.values())
     summary = _split_and_write(recipe, tax, root, partial, work, kept, groups, embed, progress)
@@ -214,20 +259,24 @@ def build_benchmark(recipe: Recipe, root: Path, out: Path, *, workers: int = 1, 
     times["write"] = time.perf_counter() - t0 - sum(times.values())
     unseen = [tax.categories[i].text for i in np.flatnonzero(choice.unseen)]
     return BuildSummary(out, summary["images"], summary["annotations"], len(tax.categories), summary["per_source"],
-                        summary["splits"], summary["issues"], unseen, time.perf_counter() - t0, checks.cached, times,
-                        report.warnings)
+                        summary["splits"], summary["issues"], unseen, time.perf_counter() - t0, checks.cached, reused,
+                        times, report.warnings)
 
 
 def _ingest(recipe: Recipe, root: Path, work: Path, workers: int, progress: bool,
-            times: dict[str, float]) -> tuple[list[Path], SpoolIndex, Checks]:
-    """Stages 1-2: converters -> spools, then image validation, with one worker pool for both."""
+            times: dict[str, float]) -> tuple[list[Path], SpoolIndex, Checks, int]:
+    """Stages 1-2: converters -> spools, then image validation, with one worker pool for both.
+
+    Returns:
+        ``(spools, index, checks, records reused from the spools of an earlier build)``.
+    """
     t0 = time.perf_counter()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"  # fork: no re-imports
     pool = multiprocessing.get_context(method).Pool(workers) if workers > 1 else None
     try:
         with _progress(progress) as prog:
             task = prog.add_task("convert", total=len(recipe.sources))
-            spools = run_converters(recipe.sources, root, work, pool, lambda k: prog.advance(task, k))
+            spools, reused = run_converters(recipe.sources, root, work, pool, lambda k: prog.advance(task, k))
             index = index_spools(spools)
             times["convert"] = time.perf_counter() - t0
             task = prog.add_task("validate", total=len(index))
@@ -238,7 +287,7 @@ def _ingest(recipe: Recipe, root: Path, work: Path, workers: int, progress: bool
         if pool is not None:
             pool.close()
             pool.join()
-    return spools, index, checks
+    return spools, index, checks, reused
 
 
 def _analyse(recipe: Recipe, tax: Taxonomy, root: Path, partial: Path, spools: list[Path], index: SpoolIndex,

@@ -1,8 +1,11 @@
 """Build stages 1-2: run the converters into on-disk record spools, then validate every image file in parallel.
 
 Both stages are resumable. A source's spool file appears (atomic rename) only once its converter finished, so a
-rerun skips finished sources. Validation results are appended to a cache file keyed by ``(path, size, mtime)``
-and flushed per block, so a rerun only decodes the images a killed build had not reached.
+rerun skips finished sources whose recipe section, file listing and label-file contents are unchanged
+(``rtvp.bench.spoolkey``); any change re-converts the source. With ``on_error: raise`` (the default) a source's
+malformed label files are collected in one pass and raised together. Validation results are appended to a cache
+file keyed by ``(path, size, mtime)`` and flushed per block, so a rerun only decodes the images a killed build had
+not reached.
 
 Memory: records go to disk as JSON lines as they are produced; only compact per-image arrays (spool offsets,
 validation results) stay in memory, and images are validated in blocks so the task queue stays bounded.
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rtvp.bench import spoolkey
 from rtvp.bench.recipe import SourceSpec
 from rtvp.bench.validate import ImageCheck, check_job
 from rtvp.errors import ConfigError, DataError
@@ -38,60 +42,102 @@ def _relpath(path: Path, base: Path) -> str:
             raise DataError(f"{path}: converter returned an image outside the source folder {base}") from None
 
 
-def convert_source(job: tuple[str, str, dict[str, Any], str]) -> int:
+_SKIPPABLE = {"coco", "crackforest", "deeppcb", "labelme", "mask_folders", "voc", "yolo"}
+"""Built-in formats with an ``on_error`` option (a plugin format without one keeps its own behaviour)."""
+
+
+def _collect_mode(options: dict[str, Any]) -> bool:
+    """True when the source stops on a malformed label file (``on_error: raise``, the default)."""
+    return options.get("on_error", "raise") == "raise"
+
+
+def _malformed_error(name: str, path: str, errors: list[str]) -> DataError:
+    listing = "\n".join(f"  {e}" for e in errors)
+    return DataError(f"source {name} ({path}): {len(errors)} malformed label file(s); nothing was built:\n{listing}\n"
+                     f"Fix these files, or set on_error: skip in the source's options to build without those images "
+                     f"(each is then listed in report/issues.csv).")
+
+
+def convert_source(job: tuple[str, str, dict[str, Any], str, str, str]) -> int:
     """Run one converter and spool its records as JSON lines (worker-safe).
 
+    With ``on_error: raise`` (the default) the converter runs in skip mode so every malformed label file of the
+    source is found in one pass; they are then raised together. Each line carries ``k``, the content key of the
+    files it was parsed from (``rtvp.bench.spoolkey``), so a resumed build never reuses stale labels.
+
     Args:
-        job: ``(format, source_root, options, spool_path)``.
+        job: ``(format, source_root, options, spool_path, source_name, recipe-section key)``.
 
     Returns:
-        Number of records written. The spool file appears only on success.
-    """
-    from rtvp.sources import ISSUES, SOURCES
+        Number of records written. The spool file (and its key sidecar) appears only on success.
 
-    fmt, root_s, options, spool_s = job
+    Raises:
+        DataError: malformed label files (all of them), or a source-level problem from the converter.
+    """
+    from rtvp.sources import ISSUES, SOURCES, LabelError
+
+    fmt, root_s, options, spool_s, name, spec = job
     root, spool = Path(root_s), Path(spool_s)
     try:
         convert = SOURCES.get(fmt)
     except KeyError as e:
         raise ConfigError(f"source format: {e.args[0]}") from None
+    collect = _collect_mode(options) and fmt in _SKIPPABLE
+    listing = spoolkey.listing_key(root)
+    keys, malformed = spoolkey.ContentKeys(), []
     tmp = spool.with_suffix(".tmp")
     n = 0
     with tmp.open("w", encoding="utf-8") as f:
-        for rec in convert(root, **options):
+        for rec in convert(root, **({**options, "on_error": "skip"} if collect else options)):
+            issues = rec.meta.get(ISSUES, [])
+            if collect:
+                malformed += [str(i) for i in issues if isinstance(i, LabelError)]
             anns = [[a.label, *(float(v) for v in a.bbox), a.segmentation] for a in rec.annotations]
+            files = spoolkey.record_files(rec.label_file, rec.meta)
             line = {"r": _relpath(Path(rec.path), root), "w": int(rec.width), "h": int(rec.height),
-                    "l": str(rec.label_file) if rec.label_file else None, "a": anns,
-                    "x": [str(i) for i in rec.meta.get(ISSUES, [])]}
+                    "l": files[0] if files else None, "a": anns, "x": [str(i) for i in issues],
+                    "k": keys.record(files)}
+            if len(files) > 1:
+                line["f"] = files[1:]
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
             n += 1
+    if malformed:
+        tmp.unlink()
+        raise _malformed_error(name, root_s, malformed)
+    spoolkey.sidecar(spool).write_text(json.dumps({"spec": spec, "listing": listing}), encoding="utf-8")
     os.replace(tmp, spool)
     return n
 
 
 def run_converters(sources: list[SourceSpec], root: Path, work: Path, pool: Any,
-                   advance: Callable[[int], None]) -> list[Path]:
-    """Convert every source not spooled yet (in parallel across sources when a pool is given).
+                   advance: Callable[[int], None]) -> tuple[list[Path], int]:
+    """Convert every source whose spool is missing or stale (in parallel across sources when a pool is given).
+
+    A spool left by an earlier (killed or failed) build is reused only when ``spoolkey.spool_is_current``: same
+    recipe section, same file listing, same content of every label file; otherwise the source is converted again.
 
     Returns:
-        The spool path of each source, in recipe order.
+        ``(spool path of each source in recipe order, number of records reused from earlier spools)``.
     """
-    spools, jobs = [], []
+    spools, jobs, reused = [], [], 0
     for i, src in enumerate(sources):
         src_root = root / src.path
         if not src_root.is_dir():
             raise ConfigError(f"sources[{i}] ({src.name}): folder {src_root} not found (path is relative to --root)")
         spool = work / f"records-{i:03d}-{src.name}.jsonl"
         spools.append(spool)
-        if spool.exists():
+        if spool.exists() and spoolkey.spool_is_current(spool, src, src_root):
+            with spool.open("rb") as f:
+                reused += sum(1 for _ in f)
             advance(1)
         else:
-            jobs.append((src.format, str(src_root), dict(src.options), str(spool)))
+            spool.unlink(missing_ok=True)
+            jobs.append((src.format, str(src_root), dict(src.options), str(spool), src.name, spoolkey.spec_key(src)))
     results = pool.imap_unordered(convert_source, jobs) if pool is not None and len(jobs) > 1 else map(
         convert_source, jobs)
     for _ in results:
         advance(1)
-    return spools
+    return spools, reused
 
 
 @dataclass

@@ -9,6 +9,7 @@ relative to ``--root``.
 from __future__ import annotations
 
 import json
+import re
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,10 @@ class _Context:
             return p.relative_to(self.root).as_posix()
         except ValueError:
             return p.as_posix()
+
+    def relative_text(self, text: str) -> str:
+        """``text`` with every absolute path under ``--root`` written relative to it (one convention per row)."""
+        return text.replace(f"{self.root.as_posix()}/", "")
 
     def image_file(self, s: int, rel: str) -> str:
         return f"{Path(self.recipe.sources[s].path).as_posix()}/{rel}"
@@ -142,13 +147,18 @@ def _duplicates(index: SpoolIndex, checks: Checks) -> tuple[np.ndarray, np.ndarr
     return usable, first, dups
 
 
+_FILE_LINE = re.compile(r"(.+):(\d+)")
+
+
 def _dropped(ctx: _Context, line: dict[str, Any], checks: Checks, j: int, usable: bool) -> bool:
     """Log the record-level issues of record ``j``; True when the record is dropped."""
     image_file = ctx.image_file(int(ctx.source_of[j]), line["r"])
     if line["x"]:
         for text in line["x"]:
             file, _, detail = text.partition(": ")
-            ctx.log.add(v.Issue(ctx.rel_to_root(file), v.SOURCE_ISSUE, f"{detail}; record dropped"))
+            at = _FILE_LINE.fullmatch(file)  # converters write "path:line: detail" where there is a line
+            ctx.log.add(v.Issue(ctx.rel_to_root(at[1] if at else file), v.SOURCE_ISSUE,
+                                ctx.relative_text(f"{detail}; record dropped"), int(at[2]) if at else None))
         return True
     if not usable:
         reason, _, detail = checks.errors[j].partition(": ")

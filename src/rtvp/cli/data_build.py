@@ -55,6 +55,9 @@ def _print_summary(summary) -> None:
     issues = ", ".join(f"{k}: {v}" for k, v in summary.issues.items()) or "none"
     console.print(f"issues: {issues}  (report/issues.csv)")
     resumed = f", {summary.cached} validations resumed from cache" if summary.cached else ""
+    if summary.reused:
+        console.print(f"resumed: {summary.reused} parsed records reused from an earlier interrupted build (recipe "
+                      f"section and every label file unchanged); use --fresh to parse everything again")
     stages = ", ".join(f"{k} {t:.1f} s" for k, t in summary.timings.items())
     console.print(f"built in {summary.seconds:.1f} s ({summary.images_per_s:.0f} images/s{resumed}; {stages})")
 
@@ -74,9 +77,10 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
         """Build a benchmark (COCO annotations, images, report) from a recipe."""
-        from rtvp.bench.build import build_benchmark
+        from rtvp.bench.build import build_benchmark, check_out
         from rtvp.bench.recipe import load_recipe
 
+        check_out(out)  # before the recipe, the encoder and the build
         spec = load_recipe(recipe)
         needs_encoder = not spec.split.unseen_classes and spec.split.unseen_fraction > 0
         embed = _embed_fn(text_encoder) if needs_encoder else None

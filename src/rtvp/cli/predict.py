@@ -30,9 +30,10 @@ def predict(
     """
     from rtvp.deploy.runners import open_predictor
     from rtvp.predict.inputs import iter_sources
-    from rtvp.predict.outputs import save_predictions
+    from rtvp.predict.outputs import check_output_dir, save_predictions
     from rtvp.vocabulary import parse_prompts
 
+    check_output_dir(out)  # before the model loads and the images run
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
     sources = iter_sources(source)
     predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)

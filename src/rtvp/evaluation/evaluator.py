@@ -6,6 +6,7 @@ predictions -> COCOeval -> summary + per class / scene / supercategory / frequen
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -37,8 +38,13 @@ def load_json(source: str | Path | dict | list, what: str) -> Any:
     return read_json(source, f"{what} file")
 
 
-def check_predictions(gt: dict, predictions: list, where: str = "predictions") -> list[dict]:
-    """Validate COCO results against ``gt``: required keys, known image/category ids, finite boxes."""
+def check_predictions(gt: dict, predictions: list, where: str = "predictions", from_file: bool = True) -> list[dict]:
+    """Validate COCO results against ``gt``; the first bad entry raises ``DataError`` with its index.
+
+    Checked: required keys, known image/category ids, 4 finite bbox numbers and, for a results file
+    (``from_file``), width and height > 0 and a finite score (rtvp's own in-memory results may hold a box clipped to
+    zero width at the image border, which COCOeval scores as a false positive).
+    """
     if not isinstance(predictions, list):
         raise DataError(f"{where}: expected a JSON list of COCO results, got {type(predictions).__name__}")
     image_ids = {im["id"] for im in gt["images"]}
@@ -53,9 +59,22 @@ def check_predictions(gt: dict, predictions: list, where: str = "predictions") -
         if p["category_id"] not in cat_ids:
             raise DataError(f"{where}[{i}]: category_id {p['category_id']} is not in the ground truth")
         box = p["bbox"]
-        if len(box) != 4 or not all(isinstance(v, (int, float)) and v == v and abs(v) != float("inf") for v in box):
+        if not isinstance(box, list) or len(box) != 4 or not all(_finite(v) for v in box):
             raise DataError(f"{where}[{i}]: bbox must be 4 finite numbers [x, y, w, h], got {box}")
+        if not from_file:
+            continue
+        if box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{where}[{i}]: bbox {box} has width {box[2]} and height {box[3]}; both must be > 0 "
+                            "(COCO results are [x, y, width, height], not [x1, y1, x2, y2])")
+        if not _finite(p["score"]):
+            raise DataError(f"{where}[{i}]: score must be a finite number, got {p['score']!r}; drop or rescore "
+                            "that detection")
     return predictions
+
+
+def _finite(v: Any) -> bool:
+    """A real, finite number (``bool`` excluded)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def evaluate(
@@ -83,8 +102,9 @@ def evaluate(
         ``AP_seen, AP_unseen, HM, AP50_seen, AP50_unseen, HM50``.
     """
     gt_d = load_json(gt, "ground-truth")
-    preds = check_predictions(gt_d, load_json(predictions, "predictions"), str(predictions)[:200]
-                              if not isinstance(predictions, list) else "predictions")
+    from_file = not isinstance(predictions, list)
+    preds = check_predictions(gt_d, load_json(predictions, "predictions"),
+                              str(predictions)[:200] if from_file else "predictions", from_file)
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol '{protocol}'; choose one of {list(PROTOCOLS)}")
     cats = {c["id"]: c for c in gt_d["categories"]}

@@ -8,12 +8,13 @@ readable images), ``<out>/labels/<stem>.txt`` (YOLO ``cls cx cy w h conf``, norm
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtvp.errors import DataError
+from rtvp.errors import ConfigError, DataError
 from rtvp.fileio import atomic_write_bytes, atomic_write_text
 from rtvp.predict.draw import draw_detections, encode_image, overlay_heatmap
 from rtvp.predict.inputs import coco_results, unique_stems, write_json, write_yolo
@@ -51,6 +52,28 @@ def display_names(resolved: Sequence[Resolved]) -> list[str]:
     return out
 
 
+OUTPUT_DIRS = ("labels", "images", "maps")
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an output folder that cannot hold the results, before any inference runs.
+
+    Raises:
+        ConfigError: ``out`` (or one of its ``labels/``, ``images/``, ``maps/`` folders, or a parent) is a file,
+            or the folder cannot be written.
+    """
+    out = Path(out)
+    for p in (out, *(out / d for d in OUTPUT_DIRS)):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"--out {out}: {p} is a file, not a folder; pass another --out (a new or an earlier "
+                              f"prediction folder)")
+    parent = next((q for q in (out, *out.parents) if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, so the folder cannot be created; pass another --out")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {parent} is not writable; pass a folder you can write to")
+
+
 def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, prompts: Sequence[str] | None = None,
                      save_maps: bool = False, save_images: bool = True) -> PredictSummary:
     """Predict every source and write the results under ``out``.
@@ -67,9 +90,11 @@ def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, p
         A :class:`PredictSummary`.
 
     Raises:
+        ConfigError: ``out`` cannot hold the results (checked before any inference).
         DataError: no source could be read.
     """
     out = Path(out)
+    check_output_dir(out)
     resolved = predictor.set_prompts(prompts)
     summary = PredictSummary(resolved)
     names = display_names(resolved)

@@ -113,6 +113,12 @@ def maps_to_images(maps: dict[str, list[torch.Tensor]], geo: Letterboxed, imgsz:
     return out
 
 
+MIN_BOX_PX = 0.01
+"""Smallest width/height (original pixels) of a reported box: the precision COCO results are written with; a box
+that lies in the letterbox padding is clipped to zero size by the unletterbox step and is not a detection (a results
+file with such boxes is refused by ``rtvp val --predictions``)."""
+
+
 @torch.no_grad()
 def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, class_names: list[str],
               conf: float, iou: float, max_det: int,
@@ -137,10 +143,14 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
     for b, (boxes, scores, labels, anchors) in enumerate(select(outputs, conf, iou, max_det)):
         h, w = (int(v) for v in geo.sizes[b])
         xyxy = unletterbox_boxes(boxes.cpu().numpy(), float(geo.scales[b]), tuple(geo.pads[b]), w, h)
-        data = {"anchor": anchors.cpu().numpy()}
+        keep = ((xyxy[:, 2:] - xyxy[:, :2]) >= MIN_BOX_PX).all(axis=1)  # boxes left in the padding clip to nothing
+        anchors = anchors.cpu().numpy()[keep]
+        data = {"anchor": anchors}
         if outputs.embeddings is not None:
-            data["embedding"] = outputs.embeddings[b, anchors].float().cpu().numpy()
-        dets.append(Detections(xyxy, scores.cpu().numpy(), labels.cpu().numpy(), list(class_names), data))
+            data["embedding"] = outputs.embeddings[b, torch.from_numpy(anchors).to(outputs.embeddings.device)] \
+                .float().cpu().numpy()
+        dets.append(Detections(xyxy[keep], scores.cpu().numpy()[keep], labels.cpu().numpy()[keep], list(class_names),
+                               data))
     maps = maps_to_images(outputs.maps, geo, images.shape[-1]) if with_maps and outputs.maps else [{} for _ in dets]
     return dets, maps
 

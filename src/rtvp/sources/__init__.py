@@ -7,7 +7,7 @@ are documented in ``rtvp.sources._common``.
 """
 
 from rtvp.sources import coco, crackforest, deeppcb, labelme, mask_folders, voc, yolo  # noqa: F401 - registers
-from rtvp.sources._common import ISSUES
+from rtvp.sources._common import ISSUES, LabelError
 from rtvp.sources.base import SOURCES, SourceConverter
 
-__all__ = ["ISSUES", "SOURCES", "SourceConverter"]
+__all__ = ["ISSUES", "SOURCES", "LabelError", "SourceConverter"]

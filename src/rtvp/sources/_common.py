@@ -126,6 +126,14 @@ def make_record(
                        label_file=abspath(label_file) if label_file else None, meta=meta)
 
 
+class LabelError(str):
+    """An issue string that is a malformed label file (what ``on_error: raise`` raises), not a pairing problem.
+
+    The builder runs converters with ``on_error: skip`` and tells these apart, so a default build reports every
+    malformed file of a source in one pass instead of stopping at the first.
+    """
+
+
 def parse_guarded(on_error: str, fn: Callable[..., T], *args: Any) -> tuple[T | None, list[str]]:
     """Run a label parser; with ``on_error == "skip"`` a ``DataError`` becomes an issue string instead of raising."""
     try:
@@ -133,7 +141,7 @@ def parse_guarded(on_error: str, fn: Callable[..., T], *args: Any) -> tuple[T | 
     except DataError as e:
         if on_error == "raise":
             raise
-        return None, [str(e)]
+        return None, [LabelError(str(e))]
 
 
 def to_float(value: Any, where: str) -> float:

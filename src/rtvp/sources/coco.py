@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rtvp.errors import DataError
-from rtvp.sources._common import abspath, make_record, parse_options, require_dir, to_float
+from rtvp.sources._common import LabelError, abspath, make_record, parse_options, require_dir, to_float
 from rtvp.sources.base import SOURCES
 from rtvp.structures import BoxAnnotation, ImageRecord
 
@@ -111,7 +111,7 @@ def _group(data: dict[str, Any], path: Path, cats: dict[Any, str], on_error: str
         except DataError as e:
             if on_error == "raise":
                 raise
-            issues.append(str(e))
+            issues.append(LabelError(str(e)))
             continue
         if box is None:
             crowd[0] += 1

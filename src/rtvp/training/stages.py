@@ -234,6 +234,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, make_eval: EvalFactory | No
             epochs = cfg.epochs
         if dist.is_main:
             LOGGER.info("stage %s: %s -> %s (%d epochs)", stage, cfg.model_name, run_dir, epochs)
+            if resume and not last.is_file():
+                LOGGER.warning("--resume: %s not found (the run stopped before stage %s saved a checkpoint); this "
+                               "stage starts from epoch 1", last, stage)
         trainer = fit(cfg, parts, run_dir, epochs=epochs, resume=resume and last.is_file(), dist=dist)
         out[stage] = {"run_dir": run_dir, "best": run_dir / "weights" / "best.pt", "metrics": trainer.metrics}
         if stage == "expert":

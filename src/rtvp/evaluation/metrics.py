@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rtvp.errors import ConfigError
+
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 BACKENDS = ("pycocotools", "faster")
 
@@ -25,7 +27,11 @@ def _api(backend: str) -> tuple[type, type]:
 
         return COCO, COCOeval
     if backend == "faster":
-        from faster_coco_eval import COCO, COCOeval_faster
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError:
+            raise ConfigError("--backend faster needs faster-coco-eval: pip install 'rtvp[eval]' (or use the default "
+                              "--backend pycocotools; the numbers are identical)") from None
 
         return COCO, COCOeval_faster
     raise ValueError(f"unknown COCO eval backend '{backend}'; choose one of {list(BACKENDS)}")

@@ -40,12 +40,12 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
 
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-"""CPU flags (``/proc/cpuinfo``) of native bf16 matrix math: Intel AMX and AVX-512 BF16 (Cooper Lake+, Zen 4+)."""
+"""CPU flags (``/proc/cpuinfo``) of native bf16 matrix math: Intel AMX and AVX-512 BF16 (Cooper Lake+, Zen 4+).
 
-FAST_BF16_FLAGS = ("amx_bf16",)
-"""Flags with which bf16 autocast trains faster than fp32. Measured (``benchmarks/train_speed.py``): AMX 1.9-2.4x
-(Intel Xeon, expert-n); AVX-512 BF16 alone 0.90x (AMD EPYC Zen 4, expert-n and rtvpnet-n at 320 px), so auto
-keeps fp32 there."""
+Measured with ``benchmarks/train_speed.py`` (training steps at 320 px, 2 threads): AMD EPYC Zen 4 (avx512_bf16, no
+AMX) expert-n 1.68x fp32 (1.92x with channels_last), rtvpnet-n 1.44x (1.58x); an Intel Xeon with AMX 1.9x / 2.4x
+(expert-n). On an oversubscribed machine the gain vanished (0.9x in a run that shared the 2 cores with a training
+job), so compare on a quiet machine."""
 
 
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
@@ -72,8 +72,7 @@ def autocast_dtype(device: torch.device, amp: bool | None,
                    cpuinfo: str | None = None) -> tuple[torch.dtype | None, str]:
     """Which autocast a run uses, and why (for the run log).
 
-    ``amp=None`` (auto): float16 on CUDA, bfloat16 on a CPU where it is faster (AMX, :data:`FAST_BF16_FLAGS`), fp32
-    elsewhere (including AVX-512 BF16 without AMX, where bf16 measured slower than fp32).
+    ``amp=None`` (auto): float16 on CUDA, bfloat16 on a CPU with native bf16 (AMX or AVX-512 BF16), fp32 elsewhere.
     ``amp=True`` forces mixed precision (bf16 on any CPU: emulated and slow without native support), ``False`` fp32.
 
     Args:
@@ -90,14 +89,9 @@ def autocast_dtype(device: torch.device, amp: bool | None,
         return torch.float16, "fp16 autocast + GradScaler (CUDA)"
     if device.type != "cpu":
         return None, f"fp32 (no autocast on {device.type})"
-    flags = cpu_bf16_flags(cpuinfo)
-    fast = [f for f in flags if f in FAST_BF16_FLAGS] and torch.backends.mkldnn.is_available()
-    if fast and amp is None:
-        return torch.bfloat16, f"bf16 autocast (CPU has {', '.join(flags)})"
-    if amp:
-        kind = "native" if flags else "emulated: this CPU has no native bf16"
-        return torch.bfloat16, f"bf16 autocast forced by --amp ({kind}; CPU flags: {', '.join(flags) or 'none'})"
+    flags = cpu_bf16_flags(cpuinfo) if torch.backends.mkldnn.is_available() else []
     if flags:
-        return None, (f"fp32 (CPU has {', '.join(flags)} but no AMX: bf16 trains slower than fp32 here; "
-                      "--amp forces bf16)")
+        return torch.bfloat16, f"bf16 autocast (CPU has {', '.join(flags)}; --no-amp for fp32)"
+    if amp:
+        return torch.bfloat16, "bf16 autocast forced by --amp (emulated: this CPU has no native bf16, likely slower)"
     return None, "fp32 (this CPU reports no native bf16: no amx_bf16 / avx512_bf16; --amp forces bf16)"

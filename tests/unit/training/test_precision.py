@@ -23,9 +23,9 @@ def test_native_bf16_flags_are_read_from_cpuinfo():
 
 
 @pytest.mark.parametrize("cpuinfo,amp,dtype,says", [
-    (ZEN4, None, None, "fp32 (CPU has avx512_bf16 but no AMX: bf16 trains slower than fp32 here"),
-    (ZEN4, True, torch.bfloat16, "forced by --amp (native; CPU flags: avx512_bf16)"),
-    (SAPPHIRE, None, torch.bfloat16, "bf16 autocast (CPU has amx_bf16, avx512_bf16)"),
+    (ZEN4, None, torch.bfloat16, "bf16 autocast (CPU has avx512_bf16; --no-amp for fp32)"),
+    (ZEN4, True, torch.bfloat16, "bf16 autocast (CPU has avx512_bf16"),
+    (SAPPHIRE, None, torch.bfloat16, "bf16 autocast (CPU has amx_bf16, avx512_bf16;"),
     (OLD, None, None, "fp32 (this CPU reports no native bf16"),
     (OLD, True, torch.bfloat16, "forced by --amp (emulated: this CPU has no native bf16"),
     (ZEN4, False, None, "fp32 (amp off)"),

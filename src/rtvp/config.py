@@ -78,6 +78,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _check_required(cls: type, data: dict[str, Any], where: str) -> None:
+    """``ConfigError`` naming the missing required keys (never the dataclass's ``__init__`` signature)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    required = [f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        optional = sorted(f.name for f in fields if f.name not in required)
+        raise ConfigError(f"{where or cls.__name__}: missing required key(s) {missing}; add them, e.g. "
+                          f"'{missing[0]}: <value>' (required: {required}; optional: {optional})")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming the key.
 
@@ -93,6 +105,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    _check_required(cls, data, where)
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)

@@ -114,7 +114,8 @@ def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings:
         return ModelMeta("expert", list(vocabulary), imgsz=imgsz, in_channels=model.expert.in_channels)
     cfg = model.cfg
     table = None if text_embeddings is None else text_embeddings.detach().float().cpu()
-    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=cfg.text_encoder, text_dim=model.text_dim,
+    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=cfg.text_encoder.name,
+                     text_encoder_options=cfg.text_encoder.options(), text_dim=model.text_dim,
                      text_embeddings=table, imgsz=imgsz, in_channels=cfg.in_channels, source="<live model>")
 
 

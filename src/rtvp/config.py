@@ -30,6 +30,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        mapping_arms = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(mapping_arms) == 1:  # a mapping can only mean the dataclass form
+            return _convert(mapping_arms[0], value, where)
         errors = []
         for arg in args:
             if arg is type(None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import pickle
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,10 @@ class ClipEncoder(TextEncoder):
         try:
             model = self.open_clip.create_model(self.arch, pretrained=str(self.path), device=self.device)
             tokenizer = self.open_clip.get_tokenizer(self.arch)
-        except (RuntimeError, OSError, ValueError, KeyError) as e:
-            raise ConfigError(f"text encoder 'clip': cannot load {self.path} as open_clip '{self.arch}': {e}") from e
+        except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ConfigError(f"text encoder 'clip': cannot load {self.path} as open_clip '{self.arch}' ({why}); "
+                              f"give an open_clip checkpoint of that arch") from e
         finally:  # open_clip logs through the root logger, whose implicit basicConfig would print rtvp's lines twice
             for handler in [h for h in root.handlers if h not in handlers]:
                 root.removeHandler(handler)

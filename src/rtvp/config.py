@@ -163,10 +163,14 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
         value = yaml.safe_load(raw) if raw.strip() else None
         node = data
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             if not isinstance(node, dict) or p not in node:
                 raise ConfigError(f"override '{item}': unknown section '{p}'")
             node = node[p]
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(f"override '{item}': '{section}' holds the value {node!r}, not a section; set the "
+                                  f"section's keys one by one (e.g. {section}.name=... before {key.strip()}=...)")
         if not isinstance(node, dict) or parts[-1] not in node:
             valid = sorted(node) if isinstance(node, dict) else []
             raise ConfigError(f"override '{item}': unknown key '{parts[-1]}'; valid keys: {valid}")

@@ -106,13 +106,15 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}; e.g. val_fraction: 0.2")
         if not 0.0 <= self.unseen_fraction < 1.0:
-            raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}")
+            raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}; e.g. "
+                              f"unseen_fraction: 0.3 (0 = no automatic unseen classes)")
         if not 0.0 <= self.min_open_train_share < 1.0:
-            raise ConfigError(f"split.min_open_train_share must be in [0, 1), got {self.min_open_train_share}")
+            raise ConfigError(f"split.min_open_train_share must be in [0, 1), got {self.min_open_train_share}; "
+                              f"e.g. min_open_train_share: 0.1")
         if not -1.0 <= self.tau <= 1.0:
-            raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}")
+            raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}; e.g. tau: 0.5")
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,10 @@ class ValidationSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_distance <= 15:
-            raise ConfigError(f"validation.phash_distance must be in 0..15, got {self.phash_distance}")
+            raise ConfigError(f"validation.phash_distance must be in 0..15, got {self.phash_distance}; "
+                              f"e.g. phash_distance: 4")
         if self.min_box_size < 0:
-            raise ConfigError(f"validation.min_box_size must be >= 0, got {self.min_box_size}")
+            raise ConfigError(f"validation.min_box_size must be >= 0, got {self.min_box_size}; e.g. min_box_size: 1.0")
 
 
 @dataclass(frozen=True)
@@ -228,4 +231,10 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Load a recipe YAML; unknown keys and bad values raise ``ConfigError`` naming the file and the key."""
-    return _check(load_yaml(Recipe, path), str(path))
+    try:
+        recipe = load_yaml(Recipe, path)
+    except ConfigError as e:
+        if str(path) in str(e):
+            raise
+        raise ConfigError(f"{path}: {e}") from None  # a value check of a section (split.*, validation.*)
+    return _check(recipe, str(path))

@@ -204,3 +204,12 @@ def test_val_sources_must_name_sources_and_leave_a_train_source(kit):
     data = kit.recipe_dict(val_sources=["mill", "shop"])
     with pytest.raises(ConfigError, match="nothing is left to train on"):
         recipe_from_dict(data, where="r.yaml")
+
+
+def test_section_value_errors_name_the_file_and_an_example(kit, tmp_path):
+    data = kit.recipe_dict()
+    data["split"]["val_fraction"] = 1.5
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=rf"^{path}: split\.val_fraction must be in \(0, 1\), got 1\.5; "
+                                          r"e\.g\. val_fraction: 0\.2$"):
+        load_recipe(path)

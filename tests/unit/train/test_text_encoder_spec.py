@@ -99,3 +99,9 @@ def test_train_and_predict_with_a_tiny_open_clip_model(tmp_path, tiny_clip):
     assert res.exit_code == 0, (res.output, res.exception)
     preds = json.loads((tmp_path / "runs/pred/predictions.json").read_text())
     assert {p["category_name"] for p in preds} == {"scratch", "dent"}
+
+
+def test_override_into_a_plain_value_says_how_to_set_the_section():
+    with pytest.raises(ConfigError, match=r"'model\.text_encoder' holds the value 'clip', not a section; .*"
+                                          r"model\.text_encoder\.name=\.\.\."):
+        apply_overrides(TrainConfig(), ["model.text_encoder=clip", "model.text_encoder.path=/w.bin"])

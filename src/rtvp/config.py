@@ -30,6 +30,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        mapping_arms = [a for a in args if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(mapping_arms) == 1:  # a mapping can only mean the dataclass form
+            return _convert(mapping_arms[0], value, where)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -101,6 +104,18 @@ def _migrate(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _check_required(cls: type, data: dict[str, Any], where: str) -> None:
+    """``ConfigError`` naming the missing required keys (never the dataclass's ``__init__`` signature)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    required = [f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        optional = sorted(f.name for f in fields if f.name not in required)
+        raise ConfigError(f"{where or cls.__name__}: missing required key(s) {missing}; add them, e.g. "
+                          f"'{missing[0]}: <value>' (required: {required}; optional: {optional})")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming the key.
 
@@ -120,6 +135,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    _check_required(cls, data, where)
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -175,10 +191,14 @@ def apply_overrides(obj: T, overrides: list[str]) -> T:
         value = yaml.safe_load(raw) if raw.strip() else None
         node = data
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             if not isinstance(node, dict) or p not in node:
                 raise ConfigError(f"override '{item}': unknown section '{p}'")
             node = node[p]
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise ConfigError(f"override '{item}': '{section}' holds the value {node!r}, not a section; set the "
+                                  f"section's keys one by one (e.g. {section}.name=... before {key.strip()}=...)")
         if not isinstance(node, dict) or parts[-1] not in node:
             valid = sorted(node) if isinstance(node, dict) else []
             raise ConfigError(f"override '{item}': unknown key '{parts[-1]}'; valid keys: {valid}")

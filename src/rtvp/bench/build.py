@@ -32,9 +32,18 @@ import numpy as np
 from rtvp.bench import validate as v
 from rtvp.bench.dedup import near_duplicate_groups
 from rtvp.bench.ingest import Checks, SpoolIndex, index_spools, run_converters, validate_images
+from rtvp.bench.native import resolve_classes
 from rtvp.bench.process import Kept, log_near_duplicates, process_records
 from rtvp.bench.recipe import Recipe
-from rtvp.bench.splits import EmbedFn, OpenChoice, SceneGuard, choose_unseen, closed_split, open_split
+from rtvp.bench.splits import (
+    EmbedFn,
+    OpenChoice,
+    SceneGuard,
+    choose_unseen,
+    closed_split,
+    open_split,
+    source_split,
+)
 from rtvp.bench.taxonomy import Taxonomy
 from rtvp.bench.writer import place_image, read_lines, write_benchmark_yaml, write_coco_splits
 from rtvp.config import to_dict
@@ -221,6 +230,7 @@ def build_benchmark(recipe: Recipe, root: Path, out: Path, *, workers: int = 1, 
     t0 = time.perf_counter()
     root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))  # normalised like the converters' paths
     check_out(out)
+    recipe = resolve_classes(recipe, root)  # sources without `classes` keep their native names
     tax = Taxonomy(recipe)
     _forced_unseen(recipe, tax, embed)  # fail on open-split inputs before the long stages
     partial = partial_dir(recipe, root, out)
@@ -310,7 +320,11 @@ def _split_and_write(recipe: Recipe, tax: Taxonomy, root: Path, partial: Path, w
                      groups: np.ndarray, embed: EmbedFn | None, progress: bool) -> dict[str, Any]:
     """Closed and open splits, then the COCO files and the image links."""
     sp = recipe.split
-    is_val = closed_split(groups, kept.indptr, kept.cats, len(tax.categories), sp.val_fraction, sp.seed)
+    if sp.val_sources:
+        val_sources = np.array([s.name in sp.val_sources for s in recipe.sources], dtype=bool)
+        is_val = source_split(groups, kept.source, val_sources)
+    else:
+        is_val = closed_split(groups, kept.indptr, kept.cats, len(tax.categories), sp.val_fraction, sp.seed)
     choice = _open_choice(recipe, tax, kept, embed)
     for c, flag in zip(tax.categories, choice.unseen, strict=True):
         c.split = "unseen" if flag else "seen"

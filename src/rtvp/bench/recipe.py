@@ -3,7 +3,7 @@
 Example (``configs/benchmarks/mmioc-mini.yaml`` is the full one)::
 
     name: demo
-    version: "1"
+    version: 1                        # a number or a string
     text_template: "{defect} on {scene}"
     sources:
       - name: neu_det
@@ -12,14 +12,16 @@ Example (``configs/benchmarks/mmioc-mini.yaml`` is the full one)::
         scene: steel strip
         supercategory: metal
         license: research only
-        classes: {scratches: scratch, crazing: crazing, junk: null}   # null drops a class silently
+        classes: {scratches: scratch, crazing: crazing, junk: null}   # optional: rename / drop (null)
         aliases: {scratch: [scratches, 划痕, 傷]}
         options: {images: IMAGES, annotations: ANNOTATIONS}
     split: {val_fraction: 0.2, seed: 0, unseen_fraction: 0.3, tau: 0.5}
     output: {images: link}
     validation: {phash_distance: 4, min_box_size: 1.0}
 
-Unknown keys anywhere are a ``ConfigError`` naming the key and the file.
+Unknown keys anywhere are a ``ConfigError`` naming the key and the file. Without ``classes`` a source keeps its
+native class names, normalised (``pitted_surface`` -> ``pitted surface``; ``rtvp.bench.native`` reads them);
+``split.val_sources`` uses whole sources (e.g. a dataset's own ``val`` split) as ``closed_val``.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ class SourceSpec:
     Attributes:
         name: unique short name; images land under ``images/<name>/``.
         format: converter registry key (``rtvp.sources.SOURCES``), e.g. ``voc``.
-        path: dataset folder relative to the build's ``--root``.
+        path: dataset folder relative to the build's ``--root`` (default: the recipe's own folder).
         scene: scene word(s) used in the class text, e.g. ``"steel strip"``.
         supercategory: top taxonomy level, e.g. ``"metal"``.
-        license: licence / terms of use of the source (copied into ``benchmark.yaml``).
         classes: native class name -> defect name; ``null`` drops the class on purpose. A native class that is
-            missing here is an *unknown class* issue (annotation dropped, fatal with ``--strict``).
+            missing here is an *unknown class* issue (annotation dropped, fatal with ``--strict``). ``None``
+            (the default) keeps every native class under its normalised name (``rtvp.bench.native``).
+        license: licence / terms of use of the source (copied into ``benchmark.yaml``).
         aliases: defect name -> extra names (synonyms, other languages).
         options: keyword options passed to the converter.
     """
@@ -60,14 +63,15 @@ class SourceSpec:
     path: str
     scene: str
     supercategory: str
-    classes: dict[str, str | None]
+    classes: dict[str, str | None] | None = None
     license: str = "unknown"
     aliases: dict[str, list[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # YAML reads `0: hole` with an int key; native names are strings (YOLO ids become "0", "1", ...)
-        object.__setattr__(self, "classes", {str(k): v for k, v in self.classes.items()})
+        if self.classes is not None:
+            object.__setattr__(self, "classes", {str(k): v for k, v in self.classes.items()})
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class SplitSpec:
         min_open_train_share: the automatic choice skips a class that would leave a scene it appears in with fewer
             than this share of its annotated images free of unseen classes (those that can enter ``open_train``);
             0 disables the check. Manual lists and unseen scenes are not checked (``rtvp data stats`` warns).
+        val_sources: names of sources whose images are ``closed_val`` (e.g. a dataset's own val split); the other
+            sources are ``closed_train`` (a near-duplicate group touching a val source goes to val whole). Empty
+            (default): the stratified random split by ``val_fraction``.
     """
 
     val_fraction: float = 0.2
@@ -95,16 +102,19 @@ class SplitSpec:
     unseen_classes: list[str] = field(default_factory=list)
     unseen_scenes: list[str] = field(default_factory=list)
     min_open_train_share: float = MIN_OPEN_TRAIN_SHARE
+    val_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"split.val_fraction must be in (0, 1), got {self.val_fraction}; e.g. val_fraction: 0.2")
         if not 0.0 <= self.unseen_fraction < 1.0:
-            raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}")
+            raise ConfigError(f"split.unseen_fraction must be in [0, 1), got {self.unseen_fraction}; e.g. "
+                              f"unseen_fraction: 0.3 (0 = no automatic unseen classes)")
         if not 0.0 <= self.min_open_train_share < 1.0:
-            raise ConfigError(f"split.min_open_train_share must be in [0, 1), got {self.min_open_train_share}")
+            raise ConfigError(f"split.min_open_train_share must be in [0, 1), got {self.min_open_train_share}; "
+                              f"e.g. min_open_train_share: 0.1")
         if not -1.0 <= self.tau <= 1.0:
-            raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}")
+            raise ConfigError(f"split.tau is a cosine similarity in [-1, 1], got {self.tau}; e.g. tau: 0.5")
 
 
 @dataclass(frozen=True)
@@ -129,9 +139,10 @@ class ValidationSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.phash_distance <= 15:
-            raise ConfigError(f"validation.phash_distance must be in 0..15, got {self.phash_distance}")
+            raise ConfigError(f"validation.phash_distance must be in 0..15, got {self.phash_distance}; "
+                              f"e.g. phash_distance: 4")
         if self.min_box_size < 0:
-            raise ConfigError(f"validation.min_box_size must be >= 0, got {self.min_box_size}")
+            raise ConfigError(f"validation.min_box_size must be >= 0, got {self.min_box_size}; e.g. min_box_size: 1.0")
 
 
 @dataclass(frozen=True)
@@ -140,11 +151,15 @@ class Recipe:
 
     name: str
     sources: list[SourceSpec]
-    version: str = "1"
+    version: str | int | float = "1"
     text_template: str = "{defect} on {scene}"
     split: SplitSpec = field(default_factory=SplitSpec)
     output: OutputSpec = field(default_factory=OutputSpec)
     validation: ValidationSpec = field(default_factory=ValidationSpec)
+
+    def __post_init__(self) -> None:
+        # `version: 1` and `version: 1.2` are versions too; benchmark.yaml and the COCO info keep a string
+        object.__setattr__(self, "version", str(self.version))
 
     def sha1(self) -> str:
         """Hash of the normalised recipe (key order and comments in the YAML do not matter)."""
@@ -155,7 +170,8 @@ class Recipe:
 def _check(recipe: Recipe, where: str) -> Recipe:
     """Cross-field checks that a single dataclass cannot do; errors name the file and the field."""
     if not recipe.sources:
-        raise ConfigError(f"{where}: sources: the recipe lists no source")
+        raise ConfigError(f"{where}: sources: the recipe lists no source; add one, e.g. "
+                          f"'sources: [{{name: mine, format: yolo, path: ., scene: wood, supercategory: material}}]'")
     try:
         recipe.text_template.format(defect="d", scene="s")
     except (KeyError, IndexError, ValueError) as e:
@@ -165,25 +181,47 @@ def _check(recipe: Recipe, where: str) -> Recipe:
     for i, src in enumerate(recipe.sources):
         at = f"{where}: sources[{i}] ({src.name})"
         if not src.name or "/" in src.name or src.name in (".", ".."):
-            raise ConfigError(f"{at}: name must be a non-empty folder name")
+            raise ConfigError(f"{at}: name must be a non-empty folder name, e.g. 'name: my_parts'")
         if src.name in seen:
-            raise ConfigError(f"{at}: duplicate source name '{src.name}'")
+            raise ConfigError(f"{at}: duplicate source name '{src.name}'; give each source its own name")
         seen.add(src.name)
-        if not src.classes:
-            raise ConfigError(f"{at}: classes is empty; map every native class to a defect name (or null)")
-        defects = {d for d in src.classes.values() if d is not None}
-        for defect in src.aliases:
-            if defect not in defects:
-                raise ConfigError(f"{at}: aliases.{defect}: '{defect}' is not a defect of this source "
-                                  f"(defects: {sorted(defects)})")
+        _check_classes(src, at)
         if Path(src.path).is_absolute():
-            raise ConfigError(f"{at}: path '{src.path}' must be relative to --root")
+            raise ConfigError(f"{at}: path '{src.path}' must be relative to --root (default: the recipe's "
+                              f"folder), e.g. 'path: {Path(src.path).name}' with --root {Path(src.path).parent}")
+    names = [s.name for s in recipe.sources]
+    for name in recipe.split.val_sources:
+        if name not in names:
+            raise ConfigError(f"{where}: split.val_sources: '{name}' is not a source name (sources: {names})")
+    if recipe.split.val_sources and set(names) <= set(recipe.split.val_sources):
+        raise ConfigError(f"{where}: split.val_sources lists every source, so nothing is left to train on; "
+                          f"list only the validation source(s), e.g. 'val_sources: [{names[-1]}]'")
     scenes = {s.scene for s in recipe.sources}
     for scene in recipe.split.unseen_scenes:
         if scene not in scenes:
             raise ConfigError(f"{where}: split.unseen_scenes: '{scene}' is not a scene of any source "
                               f"(scenes: {sorted(scenes)})")
     return recipe
+
+
+def _check_classes(src: SourceSpec, at: str) -> None:
+    """``classes`` may be omitted (native names) but not empty; aliases must name a defect of the source."""
+    if src.classes is None:
+        return  # native names, resolved by rtvp.bench.native before the build; aliases are checked then
+    if not src.classes:
+        raise ConfigError(f"{at}: classes is empty; map native classes to defect names (or null), e.g. "
+                          f"'classes: {{pitted_surface: pitting, junk: null}}', or drop the key to keep the "
+                          f"native names")
+    defects = {d for d in src.classes.values() if d is not None}
+    for defect in src.aliases:
+        if defect not in defects:
+            raise ConfigError(f"{at}: aliases.{defect}: '{defect}' is not a defect of this source "
+                              f"(defects: {sorted(defects)}); use one of them as the key")
+
+
+def check_recipe(recipe: Recipe, where: str = "recipe") -> Recipe:
+    """Re-run the cross-field checks, e.g. after ``rtvp.bench.native`` filled in the native classes."""
+    return _check(recipe, where)
 
 
 def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -193,4 +231,10 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Load a recipe YAML; unknown keys and bad values raise ``ConfigError`` naming the file and the key."""
-    return _check(load_yaml(Recipe, path), str(path))
+    try:
+        recipe = load_yaml(Recipe, path)
+    except ConfigError as e:
+        if str(path) in str(e):
+            raise
+        raise ConfigError(f"{path}: {e}") from None  # a value check of a section (split.*, validation.*)
+    return _check(recipe, str(path))

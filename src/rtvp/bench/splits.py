@@ -97,6 +97,26 @@ def closed_split(groups: np.ndarray, indptr: np.ndarray, cats: np.ndarray, num_c
     return side[gid] == 1
 
 
+def source_split(groups: np.ndarray, source: np.ndarray, val_sources: np.ndarray) -> np.ndarray:
+    """Closed split by source: images of the ``val_sources`` are val; a near-duplicate group touching one is val whole.
+
+    Args:
+        groups: ``(N,)`` near-duplicate group label of each image.
+        source: ``(N,)`` source index of each image.
+        val_sources: ``(S,)`` bool, True for a validation source.
+
+    Returns:
+        ``(N,)`` bool, True for validation images.
+    """
+    if not len(groups):
+        return np.zeros(0, dtype=bool)
+    _, gid = np.unique(groups, return_inverse=True)
+    val = val_sources[source]
+    group_val = np.zeros(int(gid.max()) + 1, dtype=bool)
+    np.logical_or.at(group_val, gid, val)
+    return group_val[gid]
+
+
 def _ensure_both_sides(side: np.ndarray, sizes: np.ndarray, pg: np.ndarray, pc: np.ndarray, num_classes: int) -> None:
     """Move groups so that every class present in ``>= 2`` groups has a group on each side (in place).
 

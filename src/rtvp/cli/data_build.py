@@ -11,18 +11,23 @@ from pathlib import Path
 
 import typer
 
+from rtvp.errors import ConfigError
 
-def _embed_fn(name: str):
-    """``texts -> (N, D)`` numpy embeddings from ``rtvp.models.text.build_text_encoder(name)``.
+
+def _embed_fn(name: str, path: Path | None = None):
+    """``texts -> (N, D)`` numpy embeddings of text encoder ``name`` (weights ``path`` for clip / minilm).
 
     Embeddings are cached on disk (``default_cache_dir()``, ``$RTVP_CACHE_DIR`` overrides), so a rebuild never
     loads the model. One torch thread: the class list is tiny and extra threads only contend with the build.
     """
     import torch
 
-    from rtvp.models.text import build_text_encoder, default_cache_dir
+    from rtvp.models.config import TextEncoderSpec
+    from rtvp.models.text.spec import check_text_encoder, encoder_from_spec
 
-    encoder = build_text_encoder(name, cache_dir=default_cache_dir())
+    spec = TextEncoderSpec(name, path)
+    check_text_encoder(spec, "--text-encoder")
+    encoder = encoder_from_spec(spec)
 
     def embed(texts: list[str]):
         threads = torch.get_num_threads()
@@ -67,26 +72,39 @@ def register(app: typer.Typer) -> None:
 
     @app.command("build")
     def build(
-        recipe: Path = typer.Argument(..., help="Benchmark recipe YAML (e.g. configs/benchmarks/mmioc-mini.yaml)."),
-        root: Path = typer.Option(..., "--root", help="Folder the recipe's source paths are relative to."),
+        recipe: Path = typer.Argument(..., help="Recipe YAML (e.g. configs/benchmarks/mmioc-mini.yaml), or a dataset: "
+                                      "YOLO data.yaml, COCO JSON or a folder holding one."),
+        root: Path | None = typer.Option(None, "--root", help="Folder the recipe's source paths are relative to "
+                                         "(default: the recipe's folder)."),
         out: Path = typer.Option(..., "--out", help="Benchmark folder to create (replaced atomically)."),
+        images: Path | None = typer.Option(None, "--images", help="Image folder of a COCO JSON (if not beside it)."),
+        scene: str | None = typer.Option(None, "--scene", help="Scene words of a dataset (default: its name)."),
         workers: int = typer.Option(1, "--workers", min=1, help="Processes for conversion and image checks."),
         strict: bool = typer.Option(False, "--strict", help="Fail on any validation issue."),
         text_encoder: str = typer.Option("minilm", "--text-encoder", help="Encoder for the unseen-class choice."),
+        text_encoder_path: Path | None = typer.Option(None, "--text-encoder-path",
+                                                      help="Local weights of --text-encoder (clip needs one)."),
         fresh: bool = typer.Option(False, "--fresh", help="Ignore the state of an earlier interrupted build."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
-        """Build a benchmark (COCO annotations, images, report) from a recipe."""
+        """Build a benchmark (COCO annotations, images, report) from a recipe or a dataset.
+
+        Example: rtvp data build configs/benchmarks/mmioc-mini.yaml --root ../shared/datasets --out runs/mmioc-mini
+        (or a dataset directly: rtvp data build my_parts/data.yaml --out runs/my_parts)
+        """
         from rtvp.bench.build import build_benchmark, check_out
-        from rtvp.bench.recipe import load_recipe
+        from rtvp.bench.implicit import dataset_recipe
 
         check_out(out)  # before the recipe, the encoder and the build
-        spec = load_recipe(recipe)
+        given = dataset_recipe(recipe, images, scene)
+        if given is None:
+            raise ConfigError(f"{recipe} is already a built benchmark; give a recipe YAML or a dataset to build")
+        spec = given.recipe
         needs_encoder = not spec.split.unseen_classes and spec.split.unseen_fraction > 0
-        embed = _embed_fn(text_encoder) if needs_encoder else None
-        summary = build_benchmark(spec, root, out, workers=workers, strict=strict, embed=embed,
-                                  text_encoder=text_encoder if needs_encoder else "", progress=not quiet,
-                                  fresh=fresh)
+        embed = _embed_fn(text_encoder, text_encoder_path) if needs_encoder else None
+        summary = build_benchmark(spec, root if root is not None else given.root, out, workers=workers,
+                                  strict=strict, embed=embed, text_encoder=text_encoder if needs_encoder else "",
+                                  progress=not quiet, fresh=fresh)
         _print_summary(summary)
 
     @app.command("check")

@@ -43,8 +43,21 @@ def resume_config(run: Path, device: str | None, workers: int | None):
     raise CheckpointError(f"--resume: no run in {run} (config.yaml not found); check --out / --name")
 
 
+def with_benchmark(cfg, images: Path | None, scene: str | None):
+    """``cfg`` whose ``data`` is a benchmark: a dataset ``--data`` is built next to the run (``runs/.benchmarks``)."""
+    from rtvp.cli.data_input import benchmark_for
+
+    if cfg.data is None:
+        return cfg
+    bench = benchmark_for(Path(cfg.data), cfg.run_dir.parent / ".benchmarks", images, scene, max(1, cfg.workers))
+    return cfg if bench == Path(cfg.data) else dataclasses.replace(cfg, data=bench)
+
+
 def train(
-    data: Path | None = typer.Option(None, "--data", help="Benchmark folder (built with `rtvp data build`)."),
+    data: Path | None = typer.Option(None, "--data", help="Benchmark folder, YOLO data.yaml, COCO JSON or dataset "
+                                     "folder (built into runs/.benchmarks/ once, reused while unchanged)."),
+    images: Path | None = typer.Option(None, "--images", help="Image folder of a COCO JSON --data (if not beside)."),
+    scene: str | None = typer.Option(None, "--scene", help="Scene words of a dataset --data (default: its name)."),
     protocol: str | None = typer.Option(None, "--protocol", help="closed | open"),
     model: str | None = typer.Option(None, "--model", help="rtvpnet-{n,s,l,tiny} or expert-{n,s,l,tiny}."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs (stage 2 of a two-stage run)."),
@@ -60,7 +73,10 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="TrainConfig YAML (e.g. a run's config.yaml)."),
     overrides: list[str] = typer.Option([], "--set", help="key=value override, e.g. --set model.edp=false."),
 ) -> None:
-    """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone."""
+    """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone.
+
+    Example: rtvp train --data my_parts/data.yaml --model expert-n --epochs 50 --imgsz 640
+    """
     from rtvp.evaluation.validation import make_eval_factory
     from rtvp.training.distributed import cleanup_distributed, get_dist_info
     from rtvp.training.loggers import console_logging
@@ -82,6 +98,7 @@ def train(
         cfg = build_config(config, list(overrides), model=model, data=data, protocol=protocol, epochs=epochs,
                            imgsz=imgsz, out=out, name=name, batch=batch, device=device, workers=workers,
                            amp=amp)
+        cfg = with_benchmark(cfg, images, scene)
     try:
         result = train_stages(cfg, resume=resume, make_eval=make_eval_factory(cfg))
         is_main = get_dist_info().is_main

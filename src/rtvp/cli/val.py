@@ -11,7 +11,10 @@ from rtvp.errors import ConfigError
 
 
 def val(
-    data: Path = typer.Option(..., "--data", help="Benchmark folder (built with `rtvp data build`)."),
+    data: Path = typer.Option(..., "--data", help="Benchmark folder, YOLO data.yaml, COCO JSON or dataset folder "
+                              "(built into runs/.benchmarks/ once, reused while unchanged)."),
+    images: Path | None = typer.Option(None, "--images", help="Image folder of a COCO JSON --data (if not beside)."),
+    scene: str | None = typer.Option(None, "--scene", help="Scene words of a dataset --data (default: its name)."),
     protocol: str = typer.Option("closed", "--protocol", help="closed | open | generalized"),
     weights: Path | None = typer.Option(None, "--weights", help="Checkpoint to run on the val split."),
     predictions: Path | None = typer.Option(None, "--predictions", help="Saved COCO results JSON to evaluate."),
@@ -24,10 +27,12 @@ def val(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns."""
+    from rtvp.cli.data_input import benchmark_for
     from rtvp.evaluation.evaluator import evaluate, format_table, protocol_files
 
     if (weights is None) == (predictions is None):
         raise ConfigError("give exactly one of --weights (run a checkpoint) or --predictions (a COCO results file)")
+    data = benchmark_for(data, Path("runs") / ".benchmarks", images, scene)
     val_json, train_json = protocol_files(data, protocol)
     if weights is not None:
         from rtvp.evaluation.inference import predict_split

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from rtvp.data import DetectionDataset
 from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
+from rtvp.models.config import TextEncoderSpec
 from rtvp.models.expert import ExpertDetector
 from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
@@ -109,18 +110,20 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
 
 
 def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings: torch.Tensor | None = None,
-                   imgsz: int = 640, text_encoder: str = "minilm") -> ModelMeta:
+                   imgsz: int = 640, text_encoder: TextEncoderSpec | str = "minilm") -> ModelMeta:
     """:class:`ModelMeta` of a live model (no checkpoint): its kind, vocabulary and (optional) text table."""
     if isinstance(model, ExpertDetector):
         return ModelMeta("expert", list(vocabulary), imgsz=imgsz, in_channels=model.expert.in_channels)
     table = None if text_embeddings is None else text_embeddings.detach().float().cpu()
-    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=text_encoder, text_dim=model.text_dim,
-                     text_embeddings=table, imgsz=imgsz, in_channels=model.in_channels, source="<live model>")
+    spec = text_encoder if isinstance(text_encoder, TextEncoderSpec) else TextEncoderSpec(str(text_encoder))
+    return ModelMeta("rtvpnet", list(vocabulary), text_encoder=spec.name, text_encoder_options=spec.options(),
+                     text_dim=model.text_dim, text_embeddings=table, imgsz=imgsz, in_channels=model.in_channels,
+                     source="<live model>")
 
 
 def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, device: str | None = None, *,
                  split: str | None = None, text_embeddings: torch.Tensor | None = None, text_encoder: Any = None,
-                 text_encoder_name: str = "minilm", workers: int = 0) -> Callable[..., dict[str, Any]]:
+                 text_encoder_name: TextEncoderSpec | str = "minilm", workers: int = 0) -> Callable[..., dict[str, Any]]:
     """An evaluation function for the trainer's ``EvalHook`` (the trainer never imports the evaluator).
 
     Args:
@@ -133,7 +136,7 @@ def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, d
         text_embeddings: ``(C, Dt)`` class-text table aligned with the ``vocabulary`` passed at call time (e.g. the
             trainer's); texts outside it are encoded with ``text_encoder``.
         text_encoder: a ``TextEncoder`` (default: ``text_encoder_name``'s, built on first need).
-        text_encoder_name: registry name of the text encoder the model was trained with.
+        text_encoder_name: the text encoder the model was trained with (registry name or spec with its path).
         workers: data-loading worker processes.
 
     Returns:

@@ -41,7 +41,7 @@ def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int |
             return None  # the seen-class expert cannot be scored on unseen classes
         run = make_eval_fn(Path(cfg.data), cfg.protocol, imgsz=cfg.imgsz, batch=batch or cfg.batch,
                            text_embeddings=meta.get("text_embeddings"),
-                           text_encoder_name=meta.get("text_encoder") or cfg.model.text_encoder,
+                           text_encoder_name=cfg.model.text_encoder,
                            workers=cfg.workers if workers is None else workers)
         vocabulary = list(meta["vocabulary"])
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rtvp.errors import ConfigError
 from rtvp.models.scales import SCALES, get_scale
@@ -32,6 +32,36 @@ ACTIVATIONS: tuple[str, ...] = ("energy", "cbam", "eca", "self_attn", "none")
 
 TRAINING_KEYS = ("dp_eps", "expert_update", "coupling_ratio")
 """Keys that older rtvp versions kept in the model section; they are training settings (``TrainConfig``) now."""
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    """The frozen text encoder: registry name plus what it loads (``model.text_encoder`` in a config).
+
+    The plain string form ``text_encoder: minilm`` still works. A CLIP encoder needs its local weights::
+
+        model: {text_encoder: {name: clip, path: weights/open_clip_vit_b32.bin, arch: ViT-B-32}}
+        rtvp train ... --set model.text_encoder.name=clip --set model.text_encoder.path=weights/clip.bin
+
+    Attributes:
+        name: name in ``rtvp.models.text.TEXT_ENCODERS``: ``minilm``, ``clip`` or ``hash``.
+        path: local weights (clip: an open_clip checkpoint file; minilm: a model folder); nothing is downloaded.
+        arch: clip only: the open_clip model name (default ``ViT-B-32``) or an open_clip model-config JSON file.
+    """
+
+    name: str = "minilm"
+    path: Path | None = None
+    arch: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword options of ``build_text_encoder`` (unset ones left out)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in (("path", self.path), ("arch", self.arch))
+                if v is not None}
+
+    def to_meta(self) -> str | dict[str, Any]:
+        """Checkpoint form: the name alone, or ``{"name": ..., **options}`` when it has options."""
+        opts = self.options()
+        return {"name": self.name, **opts} if opts else self.name
 
 
 @dataclass(frozen=True)
@@ -61,8 +91,9 @@ class ModelConfig:
         patch_size: RVP sparse-selection patch side in input pixels (>= 2x2 cells at every level).
         mask_ratio: EDP fraction of SAM-feature blocks zeroed in training (0 disables masking).
         mask_block: EDP block side in feature cells.
-        text_encoder: name in ``rtvp.models.text.TEXT_ENCODERS`` (recorded for checkpoints; the model only needs
-            ``text_dim`` at build time).
+        text_encoder: the text encoder: a name in ``rtvp.models.text.TEXT_ENCODERS`` or a ``TextEncoderSpec``
+            mapping ``{name, path, arch}`` (recorded for checkpoints; the model only needs ``text_dim`` at build
+            time). Always a ``TextEncoderSpec`` once built.
     """
 
     scale: str = "n"
@@ -81,9 +112,11 @@ class ModelConfig:
     patch_size: int = 32
     mask_ratio: float = 0.2
     mask_block: int = 2
-    text_encoder: str = "minilm"
+    text_encoder: TextEncoderSpec | str = "minilm"
 
     def __post_init__(self) -> None:
+        if isinstance(self.text_encoder, str):  # the plain name form
+            object.__setattr__(self, "text_encoder", TextEncoderSpec(self.text_encoder))
         if self.scale not in SCALES:
             raise ConfigError(f"model.scale: unknown scale '{self.scale}'; choose one of {SCALES.names()}")
         checks = [

@@ -26,7 +26,7 @@ from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
-from rtvp.models.text import build_text_encoder, default_cache_dir
+from rtvp.models.text.spec import check_text_encoder, encoder_from_spec
 from rtvp.models.transfer import freeze_expert, load_expert
 from rtvp.training.config import TrainConfig
 from rtvp.training.distributed import DistInfo, barrier, init_distributed
@@ -124,7 +124,7 @@ def make_loader(cfg: TrainConfig, ds: DetectionDataset, dist: DistInfo) -> torch
 
 def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo) -> torch.Tensor:
     """``(C, Dt)`` frozen embeddings of the class texts (rank 0 fills the disk cache first)."""
-    encoder = build_text_encoder(cfg.model.text_encoder, cache_dir=default_cache_dir())
+    encoder = encoder_from_spec(cfg.model.text_encoder)
     table = encoder.encode(texts) if dist.is_main else None
     barrier()
     return (table if table is not None else encoder.encode(texts)).float().cpu()
@@ -186,7 +186,8 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
         freeze_expert(model)
     criterion = DetectionCriterion()
     meta = {"arch": "rtvpnet", "model_config": to_dict(cfg.model), "vocabulary": list(ds.class_texts),
-            "categories": list(ds.categories), "text_encoder": cfg.model.text_encoder, "text_dim": table.shape[1],
+            "categories": list(ds.categories), "text_encoder": cfg.model.text_encoder.to_meta(),
+            "text_dim": table.shape[1],
             "text_embeddings": table}
     eval_fn = make_eval("full", meta) if make_eval is not None else None
     has_dp = cfg.model.edp and cfg.model.sam
@@ -215,6 +216,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, make_eval: EvalFactory | No
     Returns:
         ``{stage: {"run_dir", "best", "metrics"}}`` for the stages trained in this call.
     """
+    if "full" in cfg.stages:  # a bad text-encoder name or weights path fails now, not after stage 1 has trained
+        check_text_encoder(cfg.model.text_encoder, "model.text_encoder")
     dist = init_distributed(cfg.device)
     dirs, out = stage_dirs(cfg), {}
     expert_ckpt = cfg.expert_weights

@@ -131,3 +131,85 @@ def test_numeric_class_keys_become_native_strings(kit, tmp_path):
     r = load_recipe(_write(tmp_path, data))
     assert r.sources[1].classes == {"0": "crack", "1": "knot"}
     assert Taxonomy(r).lookup(1, "1") == 4
+
+
+@pytest.mark.parametrize("version", [1, 2.5, "1"])
+def test_version_may_be_a_number(kit, tmp_path, version):
+    data = kit.recipe_dict()
+    data["version"] = version
+    assert load_recipe(_write(tmp_path, data)).version == str(version)
+
+
+def test_version_rejects_a_mapping(kit):
+    data = kit.recipe_dict()
+    data["version"] = {"major": 1}
+    with pytest.raises(ConfigError, match=r"r\.yaml\.version"):
+        recipe_from_dict(data, where="r.yaml")
+
+
+@pytest.mark.parametrize("key", ["scene", "format", "supercategory"])
+def test_missing_required_source_key_names_it_not_a_signature(kit, tmp_path, key):
+    data = kit.recipe_dict()
+    del data["sources"][0][key]
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    msg = str(err.value)
+    assert f"{path}.sources[0]: missing required key(s) ['{key}']" in msg and f"'{key}: <value>'" in msg
+    assert "__init__" not in msg and "positional argument" not in msg
+
+
+def test_classes_may_be_omitted_and_native_names_are_normalised(kit, clean_root):
+    from rtvp.bench.native import resolve_classes
+
+    data = kit.recipe_dict()
+    del data["sources"][0]["classes"]
+    del data["sources"][0]["aliases"]
+    data["sources"][0]["options"]["names"] = ["deep_scratch", "hole", "pitted__surface "]
+    data["sources"][1]["classes"] = {"crack": None, "knot": "knot"}  # `classes` still renames / drops
+    recipe = recipe_from_dict(data)
+    assert recipe.sources[0].classes is None
+    resolved = resolve_classes(recipe, clean_root)
+    assert resolved.sources[0].classes == {"deep_scratch": "deep scratch", "hole": "hole",
+                                           "pitted__surface ": "pitted surface"}
+    assert resolved.sources[1].classes == {"crack": None, "knot": "knot"}
+    assert [c.text for c in Taxonomy(resolved).categories] == [
+        "deep scratch on metal plate", "hole on metal plate", "pitted surface on metal plate", "knot on wood"]
+
+
+def test_omitted_classes_are_scanned_when_the_source_lists_none(kit, clean_root):
+    from rtvp.bench.native import resolve_classes
+
+    data = kit.recipe_dict()
+    del data["sources"][1]["classes"]
+    del data["sources"][1]["options"]  # YOLO folders without names: the class ids found in the labels
+    resolved = resolve_classes(recipe_from_dict(data), clean_root)
+    assert resolved.sources[1].classes == {"0": "0", "1": "1"}
+
+
+def test_omitted_classes_with_an_alias_of_no_native_class(kit, clean_root):
+    from rtvp.bench.native import resolve_classes
+
+    data = kit.recipe_dict()
+    del data["sources"][0]["classes"]
+    data["sources"][0]["aliases"] = {"dent!": ["d"]}
+    with pytest.raises(ConfigError, match=r"aliases\.dent!: 'dent!' is not a defect of this source"):
+        resolve_classes(recipe_from_dict(data), clean_root)
+
+
+def test_val_sources_must_name_sources_and_leave_a_train_source(kit):
+    data = kit.recipe_dict(val_sources=["mil"])
+    with pytest.raises(ConfigError, match=r"r\.yaml: split\.val_sources: 'mil' is not a source name"):
+        recipe_from_dict(data, where="r.yaml")
+    data = kit.recipe_dict(val_sources=["mill", "shop"])
+    with pytest.raises(ConfigError, match="nothing is left to train on"):
+        recipe_from_dict(data, where="r.yaml")
+
+
+def test_section_value_errors_name_the_file_and_an_example(kit, tmp_path):
+    data = kit.recipe_dict()
+    data["split"]["val_fraction"] = 1.5
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=rf"^{path}: split\.val_fraction must be in \(0, 1\), got 1\.5; "
+                                          r"e\.g\. val_fraction: 0\.2$"):
+        load_recipe(path)

@@ -123,7 +123,8 @@ def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings:
 
 def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, device: str | None = None, *,
                  split: str | None = None, text_embeddings: torch.Tensor | None = None, text_encoder: Any = None,
-                 text_encoder_name: TextEncoderSpec | str = "minilm", workers: int = 0) -> Callable[..., dict[str, Any]]:
+                 text_encoder_name: TextEncoderSpec | str = "minilm",
+                 workers: int = 0) -> Callable[..., dict[str, Any]]:
     """An evaluation function for the trainer's ``EvalHook`` (the trainer never imports the evaluator).
 
     Args:

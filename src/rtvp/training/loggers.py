@@ -15,11 +15,27 @@ from rtvp.fileio import atomic_write_text
 from rtvp.training.trainer import LOGGER, HookBase
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at emit time (not the one it was created with).
+
+    A handler created under a redirected stderr (a test's capture, a notebook cell) would otherwise keep writing to a
+    stream that is closed later, and every message would become a "--- Logging error ---" traceback.
+    """
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def console_logging(indent: str = "") -> None:
     """Show rtvp's INFO messages (loggers ``rtvp.*``: per-epoch summaries, warnings) on stderr, once per process."""
     log = logging.getLogger("rtvp")
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(f"{indent}%(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)

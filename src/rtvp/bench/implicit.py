@@ -189,7 +189,7 @@ def dataset_recipe(path: Path, images: Path | None = None, scene: str | None = N
         return _coco([path], path.parent.parent.name if path.parent.name == "annotations" else path.parent.name,
                      images, scene)
     if path.suffix.lower() in (".yaml", ".yml"):
-        data = read_yaml(path, "data YAML", error=ConfigError)
+        data = read_yaml(path, "config file (recipe or YOLO data YAML)", error=ConfigError)
         if isinstance(data, dict) and "names" in data:
             return _yolo(path, scene)
         if isinstance(data, dict) and ({"sources", "name"} & set(data)):

@@ -31,7 +31,8 @@ def test_build_binary_recipe(tmp_path, rtvp_cli):
     recipe.write_bytes(BINARY)
     code, out = rtvp_cli("data", "build", recipe, "--root", tmp_path, "--out", tmp_path / "b", "--quiet")
     assert code == 2
-    assert f"error: {recipe}: config file (recipe or YOLO data YAML) is not UTF-8 text (binary byte at offset 128)" in out
+    message = "config file (recipe or YOLO data YAML) is not UTF-8 text (binary byte at offset 128)"
+    assert f"error: {recipe}: {message}" in out
 
 
 @pytest.mark.parametrize(("entry", "message"), [

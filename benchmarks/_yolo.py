@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,34 @@ def ensure_venv(venv: Path = VENV) -> Path:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        link_site_packages(py)
         _place_font(venv)
         check = subprocess.run([str(py), "-c", "import ultralytics; print(ultralytics.__version__)"],
                                capture_output=True, text=True, env=yolo_env(venv), check=False)
         if check.returncode:
             raise RuntimeError(f"ultralytics does not import in {venv}:\n{check.stderr[-2000:]}")
         marker.write_text(check.stdout.strip() + "\n", encoding="utf-8")
+    link_site_packages(py)
     _place_font(venv)
     return py
+
+
+def link_site_packages(py: Path) -> Path:
+    """Make the running environment's packages (torch, OpenCV, ...) importable in the venv of ``py``.
+
+    ``venv --system-site-packages`` inherits the *base* interpreter's site-packages: when rtvp itself runs in a
+    virtual environment, its packages are not among them and ``import ultralytics`` fails on ``cv2``. A ``.pth`` file
+    in the venv's site-packages adds this interpreter's site-packages to its path (idempotent).
+
+    Returns:
+        The ``.pth`` file.
+    """
+    ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    proc = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True)
+    pth = Path(proc.stdout.strip()) / "rtvp-parent-env.pth"
+    pth.write_text("\n".join(ours) + "\n", encoding="utf-8")
+    return pth
 
 
 def yolo_env(venv: Path = VENV) -> dict[str, str]:

@@ -20,7 +20,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-slow = pytest.mark.skipif(os.environ.get("RTVP_RUN_SLOW") != "1", reason="slow: set RTVP_RUN_SLOW=1 to run")
+def slow(test):
+    """``@pytest.mark.slow``, run only with ``RTVP_RUN_SLOW=1`` (select or deselect them with ``-m slow``)."""
+    skip = pytest.mark.skipif(os.environ.get("RTVP_RUN_SLOW") != "1", reason="slow: set RTVP_RUN_SLOW=1 to run")
+    return pytest.mark.slow(skip(test))
 
 
 def _argv(tmp: Path) -> list[str]:
@@ -228,3 +231,21 @@ def test_train_speed_quick(work: Path) -> None:
     cells = [(r["cache"], r["workers"]) for r in loader]
     assert cells == [("False", "0"), ("False", "2"), ("True", "0"), ("True", "2")]
     assert all(float(r["ms/batch"]) > 0 for r in loader)
+
+
+def test_yolo_venv_sees_the_running_environment(tmp_path: Path) -> None:
+    """The Ultralytics venv is made with --system-site-packages, which inherits the *base* interpreter's packages,
+    not those of the venv rtvp runs in; the .pth link makes them visible (here: numpy and torch)."""
+    import subprocess
+    import venv as venv_mod
+
+    from _yolo import link_site_packages, venv_python
+
+    venv_mod.create(tmp_path / "v", system_site_packages=True, with_pip=False)
+    py = venv_python(tmp_path / "v")
+    probe = [str(py), "-c", "import numpy, torch; print(numpy.__file__)"]
+    in_a_venv = sys.prefix != sys.base_prefix
+    if in_a_venv:  # the bug: without the link the venv's packages are missing
+        assert subprocess.run(probe, capture_output=True, check=False).returncode != 0
+    link_site_packages(py)
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()

@@ -86,7 +86,8 @@ def create_app(
     app.state.settings, app.state.runner = settings, runner
     app.state.answerer = answerer or OfflineAnswerer()
     install_error_handlers(app)
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.body_timeout_s)
     deps = [Depends(_auth_dependency(settings.api_key))] if settings.api_key else []
     _add_meta_routes(app, deps)
     _add_task_routes(app, deps)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("rtvp.service")
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-               422: "invalid_request", 429: "too_many_requests", 503: "busy"}
+               405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
+               415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests", 503: "busy"}
 
 
 class ServiceError(Exception):
@@ -44,6 +44,10 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+RANGES = {"conf": "a number in [0, 1]", "iou": "a number in (0, 1]"}
+"""What a numeric form field must be, said the same way for NaN, infinities, text and out-of-range values."""
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -51,7 +55,12 @@ def _validation_message(exc: RequestValidationError) -> str:
         if where and where[0] in ("body", "query", "path", "header", "cookie"):  # the part, not the field
             where = where[1:]
         name = ".".join(str(p) for p in where)
-        parts.append(f"{name or 'request'}: {err.get('msg', 'invalid')}")
+        msg = err.get("msg", "invalid")
+        if name in RANGES:
+            msg = f"must be {RANGES[name]}, got {err.get('input')!r}"
+        elif err.get("type") == "string_pattern_mismatch":
+            msg = "must not be blank"
+        parts.append(f"{name or 'request'}: {msg}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -6,6 +6,7 @@ An unauthenticated client cannot make the server buffer an upload, and an oversi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -47,8 +48,9 @@ class GuardMiddleware:
         max_body_bytes: largest request body accepted.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, body_timeout_s: float = 10.0) -> None:
         self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the key and the declared body size, then pass on with a capped ``receive``."""
@@ -72,19 +74,33 @@ class GuardMiddleware:
         return f"request body is {got}; the limit is {self.max_body_bytes:,} bytes (upload a smaller image)"
 
     def _capped(self, receive: Receive, send: Send) -> Receive:
-        """Wrap ``receive`` so a chunked body that grows past the cap is cut off with 413."""
-        total = 0
+        """Wrap ``receive``: a body that grows past the cap is cut off with 413, one that stalls with 408."""
+        total, complete = 0, False
 
         async def wrapped() -> Message:
-            nonlocal total
-            message = await receive()
+            nonlocal total, complete
+            if complete:  # after the body: disconnect listeners wait as long as they like
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyTimeout(f"the request body did not arrive within {self.body_timeout_s:g} s "
+                                  f"({total:,} bytes received); send the whole request at once") from None
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if total > self.max_body_bytes:
                     raise BodyTooLarge(self._too_large(None))
             return message
 
         return wrapped
+
+
+class BodyTimeout(HTTPException):
+    """The request body stalled: a 408 ``HTTPException`` so FastAPI's body parsing re-raises it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=408, detail=message)
 
 
 class BodyTooLarge(HTTPException):

@@ -155,21 +155,25 @@ class DetectForm(BaseModel):
 
     prompts: str | None = Field(None, max_length=8000,
                                 description="comma-separated prompts (also ， and 、); empty = model vocabulary")
-    conf: float | None = Field(None, ge=0.0, le=1.0, description="confidence threshold (default: the server's)")
-    iou: float | None = Field(None, gt=0.0, le=1.0, description="NMS IoU threshold (default: the server's)")
+    conf: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                               description="confidence threshold in [0, 1] (default: the server's)")
+    iou: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                              description="NMS IoU threshold in (0, 1] (default: the server's)")
 
 
 class GroundForm(BaseModel):
     """Text fields of ``POST /v1/ground``."""
 
-    query: str = Field(min_length=1, max_length=500, description="e.g. 'crack near the left edge', '左上角的划痕'")
+    query: str = Field(min_length=1, max_length=500, pattern=r"\S",
+                       description="e.g. 'crack near the left edge', '左上角的划痕' (not blank)")
     top_k: int = Field(1, ge=1, le=50, description="number of boxes to return")
 
 
 class AskForm(BaseModel):
     """Text fields of ``POST /v1/ask``."""
 
-    question: str = Field(min_length=1, max_length=1000, description="e.g. 'what defects are there and why?'")
+    question: str = Field(min_length=1, max_length=1000, pattern=r"\S",
+                          description="e.g. 'what defects are there and why?' (not blank)")
     prompts: str | None = Field(None, max_length=8000, description="comma-separated prompts; empty = vocabulary")
 
 

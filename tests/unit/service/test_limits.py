@@ -139,8 +139,53 @@ def test_prompt_limits_422(make_client, png):
     assert post(client, png, prompts=" , ,").status_code == 200  # blank -> the model vocabulary
 
 
-def test_empty_ground_query_422(client, png):
-    error(post(client, png, path="/v1/ground", query="   "), 422, "invalid_input")
+@pytest.mark.parametrize("path,field", [("/v1/ground", "query"), ("/v1/ask", "question")])
+def test_blank_query_and_question_one_rule(client, png, path, field):
+    msg = error(post(client, png, path=path, **{field: " \t  "}), 422, "invalid_request")
+    assert msg == f"{field}: must not be blank"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1.5", "high"])
+def test_conf_out_of_range_says_what_it_must_be(client, png, value):
+    msg = error(post(client, png, prompts="hole", conf=value), 422, "invalid_request")
+    assert msg == f"conf: must be a number in [0, 1], got '{value}'"
+    msg = error(post(client, png, prompts="hole", iou=value), 422, "invalid_request")
+    assert msg == f"iou: must be a number in (0, 1], got '{value}'"
+
+
+def test_stalled_body_gets_408_and_frees_the_connection(fake):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from rtvp.service import ServeSettings, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(fake, ServeSettings(port=port, body_timeout_s=0.5))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            head = (f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 5000\r\n"
+                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
+            t0 = time.monotonic()
+            c.sendall(head.encode())  # ... and the rest of the body never comes
+            reply = c.recv(65536).decode("latin-1")
+            took = time.monotonic() - t0
+        assert reply.startswith("HTTP/1.1 408"), reply
+        assert "did not arrive within 0.5 s" in reply and took < 5
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_unknown_route_and_method_json(client):

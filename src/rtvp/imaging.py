@@ -6,6 +6,7 @@ channel order, not OpenCV's BGR), more for multi-channel stacks (read from ``.np
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -41,20 +42,33 @@ def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
             raise DataError(f"{path}: not a readable image (truncated or unknown format)")
         if img.ndim == 3 and img.shape[2] == 3:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        elif img.ndim == 3 and img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        elif img.ndim == 3 and img.shape[2] == 4:  # RGB + a 4th channel (alpha, polarization, NIR): all kept
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
     if img.dtype != np.uint8:
         img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         img = img[:, :, None]
-    return to_channels(img, channels)
+    return to_channels(img, channels, source=str(path))
 
 
-def to_channels(img: np.ndarray, channels: int | None) -> np.ndarray:
-    """Convert ``(H, W, C)`` uint8 to the requested channel count (1: luminance, 3: RGB, None: unchanged)."""
+_WARNED: set[tuple[int, int]] = set()
+
+
+def to_channels(img: np.ndarray, channels: int | None, source: str = "") -> np.ndarray:
+    """Convert ``(H, W, C)`` uint8 to the requested channel count (1: luminance, 3: RGB, None: unchanged).
+
+    Channels beyond the first three (a polarization or NIR plane next to RGB) are dropped only when the model
+    takes 1 or 3 channels, and then said once per process, naming the first such file: a model that should use them
+    is trained with ``model.in_channels`` equal to the images' channel count.
+    """
     c = img.shape[2]
     if channels is None or channels == c:
         return img
+    if c > 3 and channels in (1, 3) and (c, channels) not in _WARNED:
+        _WARNED.add((c, channels))
+        logging.getLogger("rtvp.data").warning(
+            "%s has %d channels; the model takes %d, so channels 4..%d are dropped (train with "
+            "--set model.in_channels=%d to use them all)", source or "an image", c, channels, c, c)
     if channels == 1:
         if c >= 3:
             return cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2GRAY)[:, :, None]

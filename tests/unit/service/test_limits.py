@@ -155,25 +155,15 @@ def test_conf_out_of_range_says_what_it_must_be(client, png, value):
 
 def test_stalled_body_gets_408_and_frees_the_connection(fake):
     import socket
-    import threading
     import time
 
-    import uvicorn
+    from service_helpers import free_port, served
 
     from rtvp.service import ServeSettings, create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(fake, ServeSettings(port=port, body_timeout_s=0.5))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with served(app, port):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             head = (f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 5000\r\n"
                     "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
@@ -181,11 +171,8 @@ def test_stalled_body_gets_408_and_frees_the_connection(fake):
             c.sendall(head.encode())  # ... and the rest of the body never comes
             reply = c.recv(65536).decode("latin-1")
             took = time.monotonic() - t0
-        assert reply.startswith("HTTP/1.1 408"), reply
-        assert "did not arrive within 0.5 s" in reply and took < 5
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    assert reply.startswith("HTTP/1.1 408"), reply
+    assert "did not arrive within 0.5 s" in reply and took < 5
 
 
 def test_unknown_route_and_method_json(client):

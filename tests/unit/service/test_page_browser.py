@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from service_helpers import free_port, served
 
 from rtvp.service import ServeSettings, create_app
 from rtvp.service.testing import FakePredictor
@@ -33,28 +31,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage
 W, H = 480, 320  # fake predictor, prompt i: box x1 = (0.05 + 0.32 i) W, y1 = 0.1 H, size 0.25 W x 0.2 H
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_url(request):
-    uvicorn = pytest.importorskip("uvicorn")
-    port = _free_port()
+    pytest.importorskip("uvicorn")
+    port = free_port()
     api_key = getattr(request, "param", None)
     app = create_app(FakePredictor(conf=0.25), ServeSettings(port=port, model_name="fake-demo", api_key=api_key))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(app, port) as url:
+        yield url
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ def serve(
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="Largest accepted width x height."),
     workers: int = typer.Option(2, "--workers", help="Decode/inference threads (inference itself is serialized)."),
     max_queue: int = typer.Option(64, "--max-queue", help="Requests allowed to wait before 503 busy."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may stall before 408."),
     llm_url: str | None = typer.Option(None, "--llm-url", help="OpenAI-compatible endpoint for /v1/ask "
                                                                "(default: the offline answerer)."),
     llm_model: str | None = typer.Option(None, "--llm-model", help="Model name at --llm-url."),
@@ -38,7 +39,8 @@ def serve(
 
     settings = ServeSettings(host=host, port=port, api_key=api_key_from_env(api_key_env),
                              max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
-                             workers=workers, max_queue=max_queue, model_name=weights.stem)
+                             workers=workers, max_queue=max_queue, model_name=weights.stem,
+                             body_timeout_s=body_timeout)
     if not settings.loopback and settings.api_key is None:
         typer.secho(f"warning: serving on {host} without an API key; anyone who can reach this port can use it "
                     "(set --api-key-env)", fg=typer.colors.YELLOW, err=True)

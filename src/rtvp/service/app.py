@@ -30,6 +30,7 @@ from rtvp.service.errors import ServiceError, install_error_handlers
 from rtvp.service.guard import GuardMiddleware, key_matches
 from rtvp.service.images import check_content_type, decode_image
 from rtvp.service.inference import InferenceRunner, SupportsPredictor, model_info
+from rtvp.service.openapi import with_limits
 from rtvp.service.settings import ServeSettings
 from rtvp.tasks.facts import facts_from_detections
 from rtvp.tasks.vqa import Answerer, OfflineAnswerer
@@ -45,7 +46,8 @@ PAGE_HEADERS = {
 ImageUpload = Annotated[UploadFile, File(description="image file (PNG, JPEG, BMP, TIFF or WebP)")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": S.ErrorResponse, "description": text} for code, text in {
-        400: "not an image / corrupt image", 401: "missing or wrong API key", 413: "upload or image too large",
+        400: "not an image / corrupt image", 401: "missing or wrong API key", 408: "request body stalled",
+        413: "upload or image too large",
         415: "content type not accepted", 422: "invalid field", 503: "busy, retry"}.items()
 }
 
@@ -92,6 +94,7 @@ def create_app(
     _add_meta_routes(app, deps)
     _add_task_routes(app, deps)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.openapi = with_limits(app.openapi, settings.content_types, settings.max_prompts)  # type: ignore[method-assign]
     return app
 
 

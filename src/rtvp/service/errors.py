@@ -44,10 +44,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-RANGES = {"conf": "a number in [0, 1]", "iou": "a number in (0, 1]"}
-"""What a numeric form field must be, said the same way for NaN, infinities, text and out-of-range values."""
-
-
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -55,12 +51,7 @@ def _validation_message(exc: RequestValidationError) -> str:
         if where and where[0] in ("body", "query", "path", "header", "cookie"):  # the part, not the field
             where = where[1:]
         name = ".".join(str(p) for p in where)
-        msg = err.get("msg", "invalid")
-        if name in RANGES:
-            msg = f"must be {RANGES[name]}, got {err.get('input')!r}"
-        elif err.get("type") == "string_pattern_mismatch":
-            msg = "must not be blank"
-        parts.append(f"{name or 'request'}: {msg}")
+        parts.append(f"{name or 'request'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 

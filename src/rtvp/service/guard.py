@@ -1,17 +1,18 @@
-"""ASGI guard in front of the routes: API key on ``/v1`` and a request-body cap, both before the body is read.
+"""ASGI guard in front of the routes: API key on ``/v1``, a request-body cap and a body read timeout.
 
 An unauthenticated client cannot make the server buffer an upload, and an oversized upload is refused from its
-``Content-Length`` (or, for chunked bodies, as soon as the running total passes the cap) with 413.
+``Content-Length`` (or, for chunked bodies, as soon as the running total passes the cap) with 413. A client that
+stops sending its body for ``body_timeout_s`` gets 408 and the connection is closed, instead of holding it forever.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
 from fastapi import HTTPException
 
 from rtvp.service.errors import error_body
@@ -40,15 +41,16 @@ def key_matches(presented: str | None, expected: str) -> bool:
 
 
 class GuardMiddleware:
-    """Reject unauthorized ``/v1`` calls (401) and request bodies over ``max_body_bytes`` (413).
+    """Reject unauthorized ``/v1`` calls (401), request bodies over ``max_body_bytes`` (413) and stalled ones (408).
 
     Args:
         app: the wrapped ASGI app.
         api_key: the expected key, or None for an open service.
         max_body_bytes: largest request body accepted.
+        body_timeout_s: longest wait for the next body chunk while the body is incomplete.
     """
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, body_timeout_s: float = 10.0) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
         self.body_timeout_s = body_timeout_s
 
@@ -74,33 +76,32 @@ class GuardMiddleware:
         return f"request body is {got}; the limit is {self.max_body_bytes:,} bytes (upload a smaller image)"
 
     def _capped(self, receive: Receive, send: Send) -> Receive:
-        """Wrap ``receive``: a body that grows past the cap is cut off with 413, one that stalls with 408."""
+        """Wrap ``receive``: a body growing past the cap is cut off with 413, one that stalls with 408.
+
+        The timeout applies only until the body is complete; later ``receive`` calls (a response waiting for a
+        disconnect) pass through untimed.
+        """
         total, complete = 0, False
 
         async def wrapped() -> Message:
             nonlocal total, complete
-            if complete:  # after the body: disconnect listeners wait as long as they like
+            if complete:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.body_timeout_s)
-            except asyncio.TimeoutError:
-                raise BodyTimeout(f"the request body did not arrive within {self.body_timeout_s:g} s "
-                                  f"({total:,} bytes received); send the whole request at once") from None
+                with anyio.fail_after(self.body_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
-                complete = not message.get("more_body", False)
                 if total > self.max_body_bytes:
                     raise BodyTooLarge(self._too_large(None))
+                complete = not message.get("more_body", False)
+            else:  # http.disconnect
+                complete = True
             return message
 
         return wrapped
-
-
-class BodyTimeout(HTTPException):
-    """The request body stalled: a 408 ``HTTPException`` so FastAPI's body parsing re-raises it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(status_code=408, detail=message)
 
 
 class BodyTooLarge(HTTPException):
@@ -108,6 +109,15 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, message: str) -> None:
         super().__init__(status_code=413, detail=message)
+
+
+class BodyTimeout(HTTPException):
+    """The client sent no body bytes for ``seconds``: 408 with ``Connection: close``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(status_code=408, headers={"Connection": "close"},
+                         detail=f"request body stalled: nothing received for {seconds:g} s; send the whole body "
+                                "promptly (the server closes this connection)")
 
 
 async def _reply(send: Send, status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:

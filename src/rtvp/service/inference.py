@@ -154,5 +154,5 @@ def model_info(predictor: Any, settings: ServeSettings) -> dict[str, Any]:
         "batching": BATCHING,
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                    "content_types": list(settings.content_types), "max_prompts": settings.max_prompts,
-                   "max_prompt_chars": MAX_PROMPT_CHARS},
+                   "max_prompt_chars": MAX_PROMPT_CHARS, "body_timeout_s": settings.body_timeout_s},
     }

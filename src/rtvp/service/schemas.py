@@ -7,9 +7,10 @@ Boxes are ``[x1, y1, x2, y2]`` in original image pixels (top-left origin); a det
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtvp.structures import Detections
@@ -45,6 +46,7 @@ class Limits(BaseModel):
     content_types: list[str]
     max_prompts: int
     max_prompt_chars: int
+    body_timeout_s: float = Field(description="longest pause while a request body arrives (then 408)")
 
 
 class ModelInfo(BaseModel):
@@ -150,31 +152,70 @@ class AskResponse(BaseModel):
     timing: Timing
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """Drop ``"default": null`` from an optional form field's schema: a multipart field is either sent or not."""
+    schema.pop("default", None)
+
+
+def _in_interval(low_open: bool) -> Any:
+    """An after-validator for ``[0, 1]`` (or ``(0, 1]``) that also rejects NaN, naming the interval."""
+    interval = "(0, 1]" if low_open else "[0, 1]"
+
+    def check(value: float | None) -> float | None:
+        if value is None or (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
+            return value
+        raise PydanticCustomError("number_interval", "should be a number in {interval}, got {value}",
+                                  {"interval": interval, "value": value})
+
+    return AfterValidator(check)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_text", "is blank (only whitespace); send some words")
+    return value
+
+
+UnitFloat = Annotated[float | None, _in_interval(False), WithJsonSchema({"type": "number", "minimum": 0.0,
+                                                                           "maximum": 1.0})]
+"""Optional number in ``[0, 1]``; documented as a plain number (multipart cannot send JSON ``null``)."""
+OpenUnitFloat = Annotated[float | None, _in_interval(True), WithJsonSchema({"type": "number", "exclusiveMinimum": 0.0,
+                                                                              "maximum": 1.0})]
+"""Optional number in ``(0, 1]``."""
+Prompts = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 8000})]
+"""Optional comma-separated prompts (a string when sent)."""
+NOT_BLANK = {"pattern": r"\S"}
+"""JSON-schema ``pattern`` of text that must hold a non-space character (the server rejects blank text with 422)."""
+
+
 class DetectForm(BaseModel):
     """Text fields of ``POST /v1/detect`` (multipart, next to the ``image`` file)."""
 
-    prompts: str | None = Field(None, max_length=8000,
-                                description="comma-separated prompts (also ， and 、); empty = model vocabulary")
-    conf: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
-                               description="confidence threshold in [0, 1] (default: the server's)")
-    iou: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
-                              description="NMS IoU threshold in (0, 1] (default: the server's)")
+    prompts: Prompts = Field(None, max_length=8000, json_schema_extra=_no_default,
+                             description="comma-separated prompts (also ， and 、); empty = model vocabulary")
+    conf: UnitFloat = Field(None, json_schema_extra=_no_default,
+                            description="confidence threshold, a number in [0, 1] (default: the server's)")
+    iou: OpenUnitFloat = Field(None, json_schema_extra=_no_default,
+                               description="NMS IoU threshold, a number in (0, 1] (default: the server's)")
 
 
 class GroundForm(BaseModel):
     """Text fields of ``POST /v1/ground``."""
 
-    query: str = Field(min_length=1, max_length=500, pattern=r"\S",
-                       description="e.g. 'crack near the left edge', '左上角的划痕' (not blank)")
+    query: Annotated[str, AfterValidator(_not_blank)] = Field(
+        min_length=1, max_length=500, json_schema_extra=NOT_BLANK, examples=["crack near the left edge"],
+        description="e.g. 'crack near the left edge', '左上角的划痕' (not blank)")
     top_k: int = Field(1, ge=1, le=50, description="number of boxes to return")
 
 
 class AskForm(BaseModel):
     """Text fields of ``POST /v1/ask``."""
 
-    question: str = Field(min_length=1, max_length=1000, pattern=r"\S",
-                          description="e.g. 'what defects are there and why?' (not blank)")
-    prompts: str | None = Field(None, max_length=8000, description="comma-separated prompts; empty = vocabulary")
+    question: Annotated[str, AfterValidator(_not_blank)] = Field(
+        min_length=1, max_length=1000, json_schema_extra=NOT_BLANK, examples=["what defects are there and why?"],
+        description="e.g. 'what defects are there and why?' (not blank)")
+    prompts: Prompts = Field(None, max_length=8000, json_schema_extra=_no_default,
+                             description="comma-separated prompts; empty = vocabulary")
 
 
 def prompt_mappings(resolved: Sequence[Resolved]) -> list[dict[str, Any]]:

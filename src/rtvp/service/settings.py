@@ -32,7 +32,8 @@ class ServeSettings:
         workers: threads that decode images and run inference; the predictor itself is serialized by a lock.
         max_queue: requests allowed to wait for a worker; beyond that the service answers 503 ``busy``.
         model_name: name reported by ``/v1/model`` (default: the weights file stem).
-        body_timeout_s: a request whose body stalls longer than this between chunks gets 408 (slow-client guard).
+        body_timeout_s: longest wait for the next piece of a request body; a client that stops sending gets 408
+            and the connection is closed (without it a stalled upload held its connection indefinitely).
     """
 
     host: str = "127.0.0.1"
@@ -45,7 +46,7 @@ class ServeSettings:
     workers: int = 2
     max_queue: int = 64
     model_name: str = "rtvp"
-    body_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -54,7 +55,8 @@ class ServeSettings:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"serve setting {name} must be >= 1, got {getattr(self, name)}")
         if not self.body_timeout_s > 0:
-            raise ConfigError(f"serve setting body_timeout_s must be > 0 seconds, got {self.body_timeout_s}")
+            raise ConfigError(f"serve setting body_timeout_s must be > 0 seconds, got {self.body_timeout_s} "
+                              "(e.g. --body-timeout 30)")
         if not self.content_types:
             raise ConfigError("serve setting content_types is empty; accept at least one, e.g. image/png")
         object.__setattr__(self, "content_types", tuple(t.strip().lower() for t in self.content_types))

@@ -140,39 +140,20 @@ def test_prompt_limits_422(make_client, png):
 
 
 @pytest.mark.parametrize("path,field", [("/v1/ground", "query"), ("/v1/ask", "question")])
-def test_blank_query_and_question_one_rule(client, png, path, field):
-    msg = error(post(client, png, path=path, **{field: " \t  "}), 422, "invalid_request")
-    assert msg == f"{field}: must not be blank"
+@pytest.mark.parametrize("blank", ["   ", "\t\n", "\u3000"])
+def test_blank_query_and_question_422_alike(client, png, path, field, blank):
+    """One rule for both: whitespace-only text is rejected before any inference (it used to reach /v1/ask)."""
+    msg = error(post(client, png, path=path, **{field: blank}), 422, "invalid_request")
+    assert msg.startswith(f"{field}: ") and "blank" in msg
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1.5", "high"])
-def test_conf_out_of_range_says_what_it_must_be(client, png, value):
-    msg = error(post(client, png, prompts="hole", conf=value), 422, "invalid_request")
-    assert msg == f"conf: must be a number in [0, 1], got '{value}'"
-    msg = error(post(client, png, prompts="hole", iou=value), 422, "invalid_request")
-    assert msg == f"iou: must be a number in (0, 1], got '{value}'"
-
-
-def test_stalled_body_gets_408_and_frees_the_connection(fake):
-    import socket
-    import time
-
-    from service_helpers import free_port, served
-
-    from rtvp.service import ServeSettings, create_app
-
-    port = free_port()
-    app = create_app(fake, ServeSettings(port=port, body_timeout_s=0.5))
-    with served(app, port):
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-            head = (f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 5000\r\n"
-                    "Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n")
-            t0 = time.monotonic()
-            c.sendall(head.encode())  # ... and the rest of the body never comes
-            reply = c.recv(65536).decode("latin-1")
-            took = time.monotonic() - t0
-    assert reply.startswith("HTTP/1.1 408"), reply
-    assert "did not arrive within 0.5 s" in reply and took < 5
+@pytest.mark.parametrize("field,value,interval", [
+    ("conf", "nan", "[0, 1]"), ("conf", "inf", "[0, 1]"), ("conf", "-0.1", "[0, 1]"), ("conf", "1.5", "[0, 1]"),
+    ("iou", "nan", "(0, 1]"), ("iou", "0", "(0, 1]"), ("iou", "-inf", "(0, 1]"),
+])
+def test_thresholds_name_their_interval(client, png, field, value, interval):
+    msg = error(post(client, png, prompts="hole", **{field: value}), 422, "invalid_request")
+    assert msg.startswith(f"{field}: ") and f"a number in {interval}" in msg and value in msg
 
 
 def test_unknown_route_and_method_json(client):

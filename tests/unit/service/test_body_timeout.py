@@ -6,11 +6,10 @@ Before the body read timeout, such a request held its connection with no reply f
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
+from service_helpers import free_port, served
 
 from rtvp.errors import ConfigError
 from rtvp.service import ServeSettings, create_app
@@ -21,20 +20,10 @@ TIMEOUT_S = 1.0
 
 @pytest.fixture
 def server_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(FakePredictor(), ServeSettings(port=port, body_timeout_s=TIMEOUT_S))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with served(app, port):
+        yield port
 
 
 def _read_all(sock: socket.socket, limit_s: float) -> bytes:

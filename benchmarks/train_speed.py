@@ -26,8 +26,8 @@ from cost import build, synthetic_batch
 MODES = {"fp32": (None, False), "bf16": ("bf16", False), "bf16 + channels_last": ("bf16", True)}
 
 
-def step_times(name: str, mode: str, batch: int, imgsz: int, prompts: int, steps: int, warmup: int) -> list[float]:
-    """Seconds per ``Trainer.run_step`` of a fresh ``name`` model in ``mode`` (after ``warmup`` steps)."""
+def make_trainer(name: str, mode: str, batch: int, imgsz: int, prompts: int) -> tuple[Any, Any]:
+    """``(Trainer, batch)``: a fresh ``name`` model in ``mode`` (SAM trainable) and a random batch for ``run_step``."""
     import torch
     from torch.utils.data import TensorDataset
 
@@ -44,7 +44,12 @@ def step_times(name: str, mode: str, batch: int, imgsz: int, prompts: int, steps
     trainer = Trainer(model, DetectionCriterion(), loader, torch.optim.AdamW(params, lr=1e-4), epochs=1,
                       device="cpu", text_table=text, amp=torch.bfloat16 if dtype else None,
                       channels_last=channels_last)
-    data = synthetic_batch(batch, imgsz, prompts)
+    return trainer, synthetic_batch(batch, imgsz, prompts)
+
+
+def step_times(name: str, mode: str, batch: int, imgsz: int, prompts: int, steps: int, warmup: int) -> list[float]:
+    """Seconds per ``Trainer.run_step`` of a fresh ``name`` model in ``mode`` (after ``warmup`` steps)."""
+    trainer, data = make_trainer(name, mode, batch, imgsz, prompts)
     times = []
     for i in range(warmup + steps):
         t = time.perf_counter()

@@ -32,6 +32,7 @@ from rtvp.models.decode import make_anchors
 from rtvp.models.expert import STRIDES, Expert, check_input, is_attention_param
 from rtvp.models.head import TextHead
 from rtvp.models.interaction import VisualTextUpdate, expand_mask
+from rtvp.models.layers import Conv2d
 from rtvp.models.outputs import RawOutputs
 from rtvp.models.projection import SAM_DIM, DomainProjection
 from rtvp.models.prompt import RefinedPrompt
@@ -96,7 +97,7 @@ class RTVPNet(nn.Module):
         self.prompt = RefinedPrompt(prompt_dims, activation, patch_size, STRIDES, reg_max) if rvp else None
         self.inject = None
         if has_sam or rvp:
-            self.inject = nn.ModuleList(nn.Conv2d(cp, ce, 1) for cp, ce in zip(prompt_dims, chans, strict=True))
+            self.inject = nn.ModuleList(Conv2d(cp, ce, 1) for cp, ce in zip(prompt_dims, chans, strict=True))
             for conv in self.inject:
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)

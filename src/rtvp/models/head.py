@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtvp.models.interaction import MASK_FILL
-from rtvp.models.layers import Conv
+from rtvp.models.layers import Conv, Conv2d
 
 PRIOR = 0.01
 
 
 def _branch(c_in: int, hidden: int, c_out: int, bias: float) -> nn.Sequential:
-    last = nn.Conv2d(hidden, c_out, 1)
+    last = Conv2d(hidden, c_out, 1)
     nn.init.constant_(last.bias, bias)
     return nn.Sequential(Conv(c_in, hidden, 3), Conv(hidden, hidden, 3), last)
 

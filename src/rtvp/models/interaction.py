@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from rtvp.models.layers import C2f, Conv
+from rtvp.models.layers import C2f, Conv, Conv2d
 
 MASK_FILL = -1e4  # "minus infinity" that stays finite in fp16/bf16
 
@@ -100,7 +100,7 @@ class C2fAttn(C2f):
     def __init__(self, c_in: int, c_out: int, n: int, embed_dim: int, heads: int, shortcut: bool = False) -> None:
         super().__init__(c_in, c_out, n, shortcut)
         self.attn = MaxSigmoidAttn(self.c, self.c, embed_dim, heads)
-        self.attn_proj = nn.Conv2d(self.c, c_out, 1, bias=False)
+        self.attn_proj = Conv2d(self.c, c_out, 1, bias=False)
         nn.init.zeros_(self.attn_proj.weight)
 
     def forward(  # type: ignore[override]
@@ -124,7 +124,7 @@ class VisualTextUpdate(nn.Module):
 
     def __init__(self, in_channels: tuple[int, ...], embed_dim: int) -> None:
         super().__init__()
-        self.proj = nn.ModuleList(nn.Conv2d(c, embed_dim, 1) for c in in_channels)
+        self.proj = nn.ModuleList(Conv2d(c, embed_dim, 1) for c in in_channels)
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, feats: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor:

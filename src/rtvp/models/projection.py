@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtvp.models.layers import Conv2d
+
 SAM_DIM = 256
 PYRAMID_DIMS = (SAM_DIM // 2, SAM_DIM, SAM_DIM)
 
@@ -75,9 +77,9 @@ class DomainProjection(nn.Module):
         super().__init__()
         self.edp, self.mask_ratio, self.mask_block = edp, mask_ratio, mask_block
         self.up = nn.ConvTranspose2d(SAM_DIM, PYRAMID_DIMS[0], 2, 2)
-        self.down = nn.Conv2d(SAM_DIM, PYRAMID_DIMS[2], 3, 2, 1)
+        self.down = Conv2d(SAM_DIM, PYRAMID_DIMS[2], 3, 2, 1)
         self.gen = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(cs, c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, 1, 1))
+            nn.Sequential(Conv2d(cs, c, 3, 1, 1), nn.ReLU(inplace=True), Conv2d(c, c, 3, 1, 1))
             for cs, c in zip(PYRAMID_DIMS, prompt_channels, strict=True)
         )
         if edp:
@@ -86,7 +88,7 @@ class DomainProjection(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
             self.align = nn.ModuleList(
-                nn.Conv2d(cp, ce, 1) for cp, ce in zip(prompt_channels, expert_channels, strict=True)
+                Conv2d(cp, ce, 1) for cp, ce in zip(prompt_channels, expert_channels, strict=True)
             )
 
     def pyramid(self, f4: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:

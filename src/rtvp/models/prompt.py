@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtvp.models.head import flatten_levels
-from rtvp.models.layers import Conv
+from rtvp.models.layers import Conv, Conv2d
 
 SIMAM_LAMBDA = 1e-4
 
@@ -50,8 +50,8 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
-        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+        self.mlp = nn.Sequential(Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), Conv2d(hidden, channels, 1))
+        self.spatial = Conv2d(2, 1, 7, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -81,9 +81,9 @@ class SelfAttnActivation(nn.Module):
     def __init__(self, channels: int, pool: int = 16) -> None:
         super().__init__()
         self.dim, self.pool = max(channels // 4, 8), pool
-        self.q = nn.Conv2d(channels, self.dim, 1)
-        self.kv = nn.Conv2d(channels, self.dim + channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
+        self.q = Conv2d(channels, self.dim, 1)
+        self.kv = Conv2d(channels, self.dim + channels, 1)
+        self.out = Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -158,10 +158,10 @@ class RefinedPrompt(nn.Module):
         self.cells = [patch_cells(patch_size, s) for s in strides]
         self.act = nn.ModuleList(build_activation(activation, c) for c in channels)
         self.mlp = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, max(c // 4, 8), 1), nn.SiLU(), nn.Conv2d(max(c // 4, 8), 1, 1)) for c in channels
+            nn.Sequential(Conv2d(c, max(c // 4, 8), 1), nn.SiLU(), Conv2d(max(c // 4, 8), 1, 1)) for c in channels
         )
         hidden = max(16, 4 * reg_max)
-        self.aux = nn.ModuleList(nn.Sequential(Conv(c, hidden, 3), nn.Conv2d(hidden, 4 * reg_max, 1)) for c in channels)
+        self.aux = nn.ModuleList(nn.Sequential(Conv(c, hidden, 3), Conv2d(hidden, 4 * reg_max, 1)) for c in channels)
         for branch in self.aux:
             nn.init.constant_(branch[-1].bias, 1.0)
 

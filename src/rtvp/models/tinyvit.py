@@ -30,13 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
+from rtvp.models.layers import Conv2d
+
 
 class Conv2dBN(nn.Sequential):
     """Bias-free Conv2d followed by BatchNorm2d; children are named ``c`` and ``bn`` as in MobileSAM."""
 
     def __init__(self, c_in: int, c_out: int, k: int = 1, stride: int = 1, groups: int = 1, bn_weight: float = 1.0):
         super().__init__()
-        self.add_module("c", nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False))
+        self.add_module("c", Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False))
         bn = nn.BatchNorm2d(c_out)
         nn.init.constant_(bn.weight, bn_weight)
         nn.init.zeros_(bn.bias)
@@ -276,9 +278,9 @@ class TinyViT(nn.Module):
             down = None if last else PatchMerging(dim, embed_dims[i + 1], stride)
             self.layers.append(Stage(blocks, down))
         self.neck = nn.Sequential(
-            nn.Conv2d(embed_dims[-1], out_chans, 1, bias=False),
+            Conv2d(embed_dims[-1], out_chans, 1, bias=False),
             LayerNorm2d(out_chans),
-            nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
+            Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
         self.apply(_init_weights)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 
 from rtvp import __version__
@@ -184,13 +185,14 @@ class Trainer:
         self.last_batch_size = batch.images.shape[0]
         images = batch.images.contiguous(memory_format=self.memory_format)
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        with autocast:
+        with autocast, record_function("rtvp/forward"):
             if self.text_table is None:
                 outputs = self.model(images)
             else:
                 vocab = batch.vocab_ids
                 outputs = self.model(images, self.text_table[vocab.clamp(min=0)], vocab >= 0)
-        losses = self.criterion(outputs.float(), batch)  # assignment and losses in fp32
+        with record_function("rtvp/loss"):
+            losses = self.criterion(outputs.float(), batch)  # assignment and losses in fp32
         keys = sorted(losses)
         items = all_reduce_mean(torch.stack([losses[k].detach().float() for k in keys]))
         values = dict(zip(keys, items.tolist(), strict=True))
@@ -203,12 +205,14 @@ class Trainer:
                 "the data (rtvp data check)."
             )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["loss"]).backward()
-        if self.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.bare_model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        with record_function("rtvp/backward"):
+            self.scaler.scale(losses["loss"]).backward()
+        with record_function("rtvp/optimizer"):
+            if self.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.bare_model.parameters(), self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.step += 1
         return values
 

@@ -13,6 +13,9 @@ def predict(
     source: str = typer.Option(..., "--source", help="Image file, folder (recursive) or glob pattern."),
     prompts: str | None = typer.Option(None, "--prompts", help='Comma-separated prompts, e.g. "scratch,划痕,hole".'),
     prompts_file: Path | None = typer.Option(None, "--prompts-file", help="Prompts, one per line (# comments)."),
+    exemplars: Path | None = typer.Option(None, "--exemplars", help='Example boxes of defects to find more of: a JSON '
+                                          'list [{"image": "a.png", "box": [x1, y1, x2, y2], "name": "spur"}] '
+                                          '(pixels, name optional; RTVPNet checkpoints). --prompts may be given too.'),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Output folder."),
     conf: float = typer.Option(0.25, "--conf", help="Score threshold."),
     iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold."),
@@ -25,8 +28,8 @@ def predict(
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 
-    Without --prompts the checkpoint's own vocabulary is used. Exported files (.onnx, .xml) run on the CPU with the
-    vocabulary baked in at export.
+    Without --prompts (or --exemplars) the checkpoint's own vocabulary is used. Exported files (.onnx, .xml) run on
+    the CPU with the vocabulary baked in at export.
     """
     from rtvp.deploy.runners import open_predictor
     from rtvp.predict.inputs import iter_sources
@@ -35,10 +38,19 @@ def predict(
 
     check_output_dir(out)  # before the model loads and the images run
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
+    shots = None
+    if exemplars is not None:
+        from rtvp.errors import ConfigError
+        from rtvp.predict.exemplars import load_exemplars
+
+        shots = load_exemplars(exemplars)
+        if weights.suffix.lower() in (".onnx", ".xml"):
+            raise ConfigError(f"--exemplars needs the checkpoint: {weights.name} has its prompts baked in at export")
     sources = iter_sources(source)
     predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
-    summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images)
-    _report(summary, out, from_checkpoint=words is None)
+    summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images,
+                               exemplars=shots)
+    _report(summary, out, from_checkpoint=words is None and shots is None)
 
 
 def _report(summary, out: Path, from_checkpoint: bool) -> None:  # noqa: ANN001 - PredictSummary, imported lazily

@@ -87,6 +87,7 @@ class RTVPNet(nn.Module):
         spec = get_scale(scale)
         dim, chans = embed_dim or spec.embed_dim, spec.out_channels
         self.scale, self.text_dim, self.in_channels, self.reg_max = scale, text_dim, in_channels, reg_max
+        self.embed_dim = dim
         self.sam_imgsz, self.edp, self.t2v = sam_imgsz, edp, t2v
         self.text_proj = nn.Linear(text_dim, dim)
         self.expert = Expert(spec, in_channels, dim if t2v else None, spec.attn_heads)
@@ -173,13 +174,24 @@ class RTVPNet(nn.Module):
         """SAM input size for an expert input of ``height x width`` pixels (see :func:`sam_input_size`)."""
         return sam_input_size(height, width, self.scale, self.sam_imgsz)
 
-    def _text(self, text: torch.Tensor, batch: int) -> torch.Tensor:
+    def project_text(self, text: torch.Tensor) -> torch.Tensor:
+        """Prompt vectors in the region-embedding space: ``(..., Dt)`` text embeddings -> ``(..., D)``, L2-normalised.
+
+        This is where a class text meets the head's region embeddings (``RawOutputs.embeddings``); an exemplar
+        prompt (a pooled region embedding, :mod:`rtvp.predict.exemplars`) lives in the same space and is passed to
+        :meth:`forward` with ``projected=True``.
+        """
+        return F.normalize(self.text_proj(text.to(self.text_proj.weight.dtype)), dim=-1)
+
+    def _text(self, text: torch.Tensor, batch: int, projected: bool = False) -> torch.Tensor:
         if text.ndim == 2:
             text = text.unsqueeze(0).expand(batch, -1, -1)
-        if text.ndim != 3 or text.shape[0] != batch or text.shape[2] != self.text_dim or text.shape[1] < 1:
-            dt = self.text_dim
-            raise ValueError(f"text must be (K, {dt}) or ({batch}, K, {dt}) with K >= 1, got {tuple(text.shape)}")
-        return F.normalize(self.text_proj(text.to(self.text_proj.weight.dtype)), dim=-1)
+        width = self.embed_dim if projected else self.text_dim
+        if text.ndim != 3 or text.shape[0] != batch or text.shape[2] != width or text.shape[1] < 1:
+            what = "projected prompts" if projected else "text"
+            raise ValueError(f"{what} must be (K, {width}) or ({batch}, K, {width}) with K >= 1, got "
+                             f"{tuple(text.shape)}")
+        return F.normalize(text, dim=-1) if projected else self.project_text(text)
 
     def _prompts(
         self, images: torch.Tensor, feats: list[torch.Tensor], sam_features: torch.Tensor | None
@@ -202,6 +214,7 @@ class RTVPNet(nn.Module):
         text: torch.Tensor,
         text_mask: torch.Tensor | None = None,
         sam_features: torch.Tensor | None = None,
+        projected: bool = False,
     ) -> RawOutputs:
         """Detect the prompted categories.
 
@@ -210,6 +223,8 @@ class RTVPNet(nn.Module):
             text: (K, Dt) or (B, K, Dt) prompt embeddings from the text encoder.
             text_mask: (K,) or (B, K) bool, False for padded prompts (their logits are -1e4); None = all real.
             sam_features: optional precomputed ``self.sam_features(images)`` (B, 256, H/16, W/16).
+            projected: ``text`` is already in the region-embedding space, (K, D) or (B, K, D) (exemplar prompts,
+                :meth:`project_text` of class texts): the text projection is skipped.
 
         Returns:
             ``RawOutputs``; ``aux_box_dist`` only in training with RVP, ``dp_pairs`` only in training with EDP
@@ -217,7 +232,7 @@ class RTVPNet(nn.Module):
         """
         check_input(images, self.in_channels)
         b = images.shape[0]
-        t = self._text(text, b)
+        t = self._text(text, b, projected)
         mask = expand_mask(text_mask, b, t.shape[1])
         if mask is not None:
             mask = mask.to(t.device)

@@ -323,16 +323,19 @@ class PromptedModel(nn.Module):
 
     Args:
         model: ``RTVPNet`` (needs ``text``) or ``ExpertDetector`` (needs ``groups``).
-        text: ``(K, Dt)`` prompt embeddings for RTVPNet (a buffer, so it moves and exports with the model).
+        text: ``(K, Dt)`` prompt embeddings for RTVPNet (a buffer, so it moves and exports with the model), or with
+            ``projected`` ``(K, D)`` prompt vectors already in the region-embedding space (exemplar prompts).
         groups: for an expert, the class indices each prompt selects; the prompt's logit is their maximum.
+        projected: ``text`` is in the region-embedding space (``RTVPNet.project_text`` / exemplar prompts).
     """
 
     def __init__(self, model: nn.Module, text: torch.Tensor | None = None,
-                 groups: Sequence[Sequence[int]] | None = None) -> None:
+                 groups: Sequence[Sequence[int]] | None = None, projected: bool = False) -> None:
         super().__init__()
         if (text is None) == (groups is None):
             raise ValueError("give text (RTVPNet) or groups (closed-set expert), not both")
         self.model = model
+        self.projected = projected
         self.register_buffer("text", text.float() if text is not None else None)
         index = None
         if groups is not None:
@@ -348,6 +351,8 @@ class PromptedModel(nn.Module):
     def forward(self, images: torch.Tensor) -> RawOutputs:
         """(B, C, H, W) in [0, 1] -> ``RawOutputs`` (logits ``(B, A, K)``)."""
         if self.text is not None:
+            if self.projected:
+                return self.model(images, self.text, projected=True)
             return self.model(images, self.text)
         out = self.model(images)
         out.logits = out.logits[..., self.index].amax(-1)  # (B, A, nc) -> (B, A, K, G) -> (B, A, K)

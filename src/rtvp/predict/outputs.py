@@ -17,6 +17,7 @@ from typing import Any
 from rtvp.errors import ConfigError, DataError
 from rtvp.fileio import atomic_write_bytes, atomic_write_text
 from rtvp.predict.draw import draw_detections, encode_image, overlay_heatmap
+from rtvp.predict.exemplars import Exemplar
 from rtvp.predict.inputs import coco_results, unique_stems, write_json, write_yolo
 from rtvp.predict.predictor import Predictor
 from rtvp.vocabulary import Resolved
@@ -75,7 +76,8 @@ def check_output_dir(out: Path) -> None:
 
 
 def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, prompts: Sequence[str] | None = None,
-                     save_maps: bool = False, save_images: bool = True) -> PredictSummary:
+                     save_maps: bool = False, save_images: bool = True,
+                     exemplars: Sequence[Exemplar] | None = None) -> PredictSummary:
     """Predict every source and write the results under ``out``.
 
     Args:
@@ -85,6 +87,7 @@ def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, p
         prompts: prompts as typed; ``None`` uses the checkpoint vocabulary.
         save_maps: also write uncertainty/selection overlays (models with RVP).
         save_images: write the drawn images.
+        exemplars: example boxes to prompt with (:meth:`Predictor.set_exemplars`), after ``prompts``.
 
     Returns:
         A :class:`PredictSummary`.
@@ -95,7 +98,11 @@ def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, p
     """
     out = Path(out)
     check_output_dir(out)
-    resolved = predictor.set_prompts(prompts)
+    if exemplars:
+        predictor.set_exemplars(exemplars, prompts)
+        resolved, prompts = list(predictor.resolved), None  # None: stream keeps the exemplar prompts active
+    else:
+        resolved = predictor.set_prompts(prompts)
     summary = PredictSummary(resolved)
     names = display_names(resolved)
     stems = dict(zip(map(str, sources), unique_stems([str(s) for s in sources]), strict=True))

@@ -31,9 +31,10 @@ from rtvp.errors import ConfigError, DataError
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
 from rtvp.models.decode import postprocess
 from rtvp.models.outputs import RawOutputs
-from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
+from rtvp.predict.exemplars import Exemplar, exemplar_vectors
+from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model, text_table
 from rtvp.structures import Detections
-from rtvp.vocabulary import Resolved
+from rtvp.vocabulary import Resolved, Vocabulary
 
 LOGGER = logging.getLogger("rtvp.predict")
 Source = Path | str | np.ndarray
@@ -252,6 +253,55 @@ class Predictor:
         self._active = self._bound[key][0]
         return self.resolved
 
+    def set_exemplars(self, exemplars: Sequence[Exemplar], prompts: Sequence[str] | None = None,
+                      text_weight: float = 0.5) -> list[str]:
+        """Activate exemplar prompts ("find more like this box"), optionally next to text prompts.
+
+        Each exemplar image is run once with the checkpoint vocabulary; the region embedding of its box becomes a
+        prompt (:mod:`rtvp.predict.exemplars`). Prompt order: the text ``prompts`` first, then one prompt per
+        exemplar name in order of first appearance.
+
+        Args:
+            exemplars: example boxes (image path or array, xyxy pixels, optional name).
+            prompts: text prompts as typed, detected alongside (None: exemplars only).
+            text_weight: weight of a named exemplar's text vector in its prompt (0 = the boxes alone).
+
+        Returns:
+            The active prompt names.
+
+        Raises:
+            ConfigError: an expert checkpoint (no region embeddings), no exemplars, or bad prompts.
+            DataError: an unreadable exemplar image or a box outside it.
+        """
+        if self.meta.arch == "expert":
+            raise ConfigError("exemplar prompts need an RTVPNet checkpoint: a closed-set expert has no region "
+                              "embeddings (train stage 2, or prompt it with --prompts)")
+        if not exemplars:
+            raise ConfigError("no exemplars given: pass at least one {image, box}")
+        base, _ = bind_prompts(self.model, self.meta, None, self.encoder)
+
+        @torch.no_grad()
+        def embed(boxed: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            image = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(self.device).float().div_(255.0)
+            out = base(image)
+            return out.embeddings[0], out.anchors
+
+        resolved = Vocabulary.default().resolve_all(list(prompts)) if prompts else []
+        names, vectors = exemplar_vectors(exemplars, embed, lambda src: load_source(src, self.channels), self.imgsz,
+                                          self._project, text_weight)
+        if resolved:
+            vectors = torch.cat([self._project([r.text for r in resolved]).to(vectors), vectors])
+        self._active = PromptedModel(self.model, text=vectors, projected=True).to(self.device).eval()
+        self.resolved = resolved + [Resolved(n, n, None, "exemplar") for n in names]
+        self.prompts = [r.prompt for r in self.resolved]
+        return list(self.prompts)
+
+    @torch.no_grad()
+    def _project(self, texts: list[str]) -> torch.Tensor:
+        """``(N, D)`` projected text prompts (region-embedding space) of canonical texts."""
+        table = text_table(self.meta, texts, self.encoder).to(self.device)
+        return self.model.project_text(table)
+
     def _read(self, items: list[tuple[int, Source]]) -> list[tuple[int, Source, np.ndarray | None, str]]:
         def one(item: tuple[int, Source]) -> tuple[int, Source, np.ndarray | None, str]:
             i, src = item
@@ -266,7 +316,7 @@ class Predictor:
             return list(pool.map(one, items))
 
     def stream(self, sources: Sequence[Source], prompts: Sequence[str] | None = None,
-               save_maps: bool = False) -> Iterator[Prediction]:
+               save_maps: bool = False, exemplars: Sequence[Exemplar] | None = None) -> Iterator[Prediction]:
         """Yield one :class:`Prediction` per readable source, in input order.
 
         Unreadable sources are logged, recorded in :attr:`skipped` and skipped; nothing else is lost.
@@ -275,8 +325,11 @@ class Predictor:
             sources: image paths or ``(H, W[, C])`` uint8 RGB arrays.
             prompts: vocabulary for this call (``None``: keep the active one).
             save_maps: attach the RVP uncertainty/selection maps (models with ``rvp``).
+            exemplars: example boxes to prompt with (:meth:`set_exemplars`), next to ``prompts`` when given.
         """
-        if prompts is not None or self._active is None:
+        if exemplars is not None:
+            self.set_exemplars(exemplars, prompts)
+        elif prompts is not None or self._active is None:
             self.set_prompts(prompts)
         prompted, names = self._active, list(self.prompts)
         items = list(enumerate(sources))
@@ -302,13 +355,15 @@ class Predictor:
                 yield Prediction(src, name, img, d, m)
 
     def predict(self, sources: Sequence[Source], prompts: Sequence[str] | None = None,
-                save_maps: bool = False) -> list[Detections]:
+                save_maps: bool = False, exemplars: Sequence[Exemplar] | None = None) -> list[Detections]:
         """Detect the prompted defects.
 
         Args:
             sources: image paths or ``(H, W[, C])`` uint8 RGB arrays.
             prompts: prompts as typed (``None``: the active vocabulary, initially the checkpoint's).
             save_maps: keep the RVP maps of each image in :attr:`last_maps`.
+            exemplars: example boxes of defects to find more of (RTVPNet checkpoints; see
+                :mod:`rtvp.predict.exemplars`); their names follow ``prompts`` in ``class_names``.
 
         Returns:
             One ``Detections`` per readable source, in input order (boxes in original pixels, ``class_names`` = the
@@ -316,7 +371,7 @@ class Predictor:
             sources are skipped; :attr:`last_names` lists the sources the results belong to.
         """
         t0 = time.perf_counter()
-        results = list(self.stream(sources, prompts, save_maps))
+        results = list(self.stream(sources, prompts, save_maps, exemplars))
         self.last_maps = [r.maps for r in results]
         self.last_names = [r.name for r in results]
         LOGGER.debug("%d images in %.1f ms", len(results), 1000 * (time.perf_counter() - t0))

@@ -121,3 +121,25 @@ def test_iter_sources_file_folder_glob(tmp_path):
     with pytest.raises(DataError, match="holds no image"):
         iter_sources(str((tmp_path / "empty").mkdir() or tmp_path / "empty"))
     assert unique_stems(["x/img.png", "y/img.jpg", "img.bmp"]) == ["img", "img_2", "img_3"]
+
+
+def test_predict_with_exemplars_writes_their_names(tmp_path, weights):
+    paths = write_images(tmp_path / "src", [(100, 60), (64, 64)])
+    ex = tmp_path / "ex.json"
+    ex.write_text(json.dumps([{"image": str(paths[0]), "box": [10, 10, 40, 30], "name": "spur"},
+                              {"image": paths[1].name, "box": [0, 0, 20, 20]}]), encoding="utf-8")
+    (tmp_path / paths[1].name).write_bytes(paths[1].read_bytes())  # relative paths: beside the JSON
+    out = tmp_path / "out"
+    res = _run("--weights", str(weights), "--source", str(tmp_path / "src"), "--prompts", "scratch", "--exemplars",
+               str(ex), "--conf", "0.0", "--max-det", "50", "--out", str(out), "--no-save-images")
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "predictions.json").read_text())
+    assert {r["category_name"] for r in results} == {"scratch", "spur", "exemplar"}
+    assert all(r["category_id"] == ["scratch", "spur", "exemplar"].index(r["category_name"]) + 1 for r in results)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"image": "nope.png", "box": [0, 0, 4, 4]}]', encoding="utf-8")
+    res = _run("--weights", str(weights), "--source", str(paths[0]), "--exemplars", str(bad), "--out", str(out))
+    assert isinstance(res.exception, DataError) and "exemplar [0]" in str(res.exception)
+    res = _run("--weights", str(tmp_path / "m.onnx"), "--source", str(paths[0]), "--exemplars", str(ex), "--out",
+               str(out))
+    assert isinstance(res.exception, ConfigError) and "baked in at export" in str(res.exception)

@@ -25,6 +25,9 @@ def val(
     plots: Path | None = typer.Option(None, "--plots", help="Folder for PR-curve and confusion-matrix PNGs."),
     save: Path | None = typer.Option(None, "--save", help="Also write the predictions (COCO results) here."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="open / generalized: class-"
+                                     "agnostic recall of the unseen boxes and (RTVPNet --weights) oracle-box zero-shot "
+                                     "accuracy, overall and per unseen class."),
 ) -> None:
     """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns."""
     from rtvp.cli.data_input import benchmark_for
@@ -46,6 +49,8 @@ def val(
         results = str(predictions)
     metrics = evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
                        backend=backend, plots_dir=plots)
+    if diagnostics and protocol != "closed":
+        metrics = _diagnose(metrics, data, val_json, results, weights, imgsz, batch, device)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
@@ -56,12 +61,37 @@ def val(
     table.add_column("class")
     for col in ("AP", "AP50", "AP75", "instances"):
         table.add_column(col, justify="right")
+    extra = [k for k in ("agnostic_recall", "oracle_top1_scene", "oracle_top1_all")
+             if any(k in m for m in metrics["per_class"].values())]
+    for col in extra:
+        table.add_column(col.replace("_", " "), justify="right")
     for name, m in metrics["per_class"].items():
-        table.add_row(name, *(("-" if m[k] is None else f"{m[k]:.3f}") for k in ("AP", "AP50", "AP75")),
-                      str(m["instances"]))
+        cells = [m.get(k) for k in ("AP", "AP50", "AP75")]
+        table.add_row(name, *("-" if v is None else f"{v:.3f}" for v in cells), str(m["instances"]),
+                      *("-" if m.get(k) is None else f"{m[k]:.3f}" for k in extra))
     console = Console()
     console.print(table)
     console.print("  ".join(f"{k} {v}" for k, v in format_table(metrics)))
+    diag = [(k, metrics[k]) for k in ("agnostic_AR100_50", "oracle_top1_scene", "oracle_chance_scene",
+                                      "oracle_top1_all", "oracle_chance_all") if metrics.get(k) is not None]
+    if diag:
+        console.print("unseen diagnostics: " + "  ".join(f"{k} {v:.4f}" for k, v in diag))
+
+
+def _diagnose(metrics: dict, data: Path, val_json: Path, results, weights: Path | None,  # noqa: ANN001
+              imgsz: int | None, batch: int, device: str) -> dict:
+    """Merge the unseen-class diagnostics (``rtvp.evaluation.diagnostics``) into ``metrics``."""
+    from rtvp.evaluation.diagnostics import agnostic_recall, merge_diagnostics
+    from rtvp.evaluation.evaluator import load_json
+
+    if weights is not None:
+        from rtvp.evaluation.inference import open_diagnostics
+
+        return merge_diagnostics(metrics, open_diagnostics(weights, data, val_json.stem, results, imgsz, batch,
+                                                           device))
+    gt = load_json(val_json, "ground-truth")
+    unseen = [c["id"] for c in gt["categories"] if c.get("split", "seen") == "unseen"]
+    return merge_diagnostics(metrics, agnostic_recall(gt, load_json(results, "predictions"), unseen))
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,32 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
     encoder = _lazy(lambda: build_encoder(meta, str(device)))
     prompted = bind_categories(model, meta, cats, encoder)
     return run_split(prompted, dataset, [int(c["id"]) for c in cats], batch, workers=workers)
+
+
+def open_diagnostics(weights: str | Path | dict, bench: Path, split: str, results: Sequence[dict[str, Any]],
+                     imgsz: int | None = None, batch: int = 8, device: str = "cpu") -> dict[str, Any]:
+    """Class-agnostic recall and (RTVPNet) oracle-box accuracy of the unseen classes on a split.
+
+    See :mod:`rtvp.evaluation.diagnostics`; ``results`` are the split's COCO results (any protocol's).
+
+    Returns:
+        The two diagnostics' dicts merged (``per_class`` merged per class); the oracle keys are None for an expert
+        (no region embeddings).
+    """
+    from rtvp.evaluation.diagnostics import agnostic_recall, oracle_accuracy
+
+    gt = json.loads((Path(bench) / "annotations" / f"{split}.json").read_text(encoding="utf-8"))
+    unseen = [c["id"] for c in gt["categories"] if c.get("split", "seen") == "unseen"]
+    recall = agnostic_recall(gt, results, unseen)
+    model, meta = load_model(weights, resolve_device(device), fuse=True)
+    if meta.arch == "expert":
+        return {**recall, "oracle_top1_scene": None, "oracle_top1_all": None,
+                "oracle_note": "a closed-set expert has no region embeddings"}
+    dataset = split_dataset(Path(bench), split, "open", int(imgsz or meta.imgsz), meta.in_channels)
+    prompted = bind_categories(model, meta, dataset.categories, _lazy(lambda: build_encoder(meta, str(device))))
+    oracle = oracle_accuracy(prompted, dataset, dataset.categories, batch)
+    per_class = {k: {**v, **oracle["per_class"].get(k, {})} for k, v in recall["per_class"].items()}
+    return {**recall, **oracle, "per_class": per_class}
 
 
 def meta_for_model(model: nn.Module, vocabulary: Sequence[str], text_embeddings: torch.Tensor | None = None,

@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,6 +143,44 @@ def _prompts(text: str | None, settings: ServeSettings) -> list[str] | None:
     return prompts or None
 
 
+def parse_exemplars(text: str | None, limit: int) -> list[dict[str, Any]] | None:
+    """The ``exemplars`` form field -> ``[{"box": (x1, y1, x2, y2), "name": str | None}]`` (None when empty).
+
+    Raises:
+        ServiceError: 422 naming the entry and field (bad JSON, a bad box or name, more than ``limit`` entries).
+    """
+    if text is None or not text.strip():
+        return None
+    from rtvp.errors import DataError
+    from rtvp.predict.exemplars import check_box
+
+    def bad(message: str) -> ServiceError:
+        return ServiceError(422, "invalid_exemplars", f"exemplars: {message}; expected a JSON list like "
+                                                      '[{"box": [x1, y1, x2, y2], "name": "spur"}]')
+
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(items, list) or not items:
+        raise bad("not a non-empty list")
+    if len(items) > limit:
+        raise bad(f"{len(items)} boxes given, the limit is {limit} per request")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"box", "name"}:
+            raise bad(f"[{i}] must be an object with 'box' and optional 'name' only")
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
+            raise bad(f"[{i}].name must be a non-blank string of at most 200 characters")
+        try:
+            box = check_box(item.get("box"), f"[{i}]")
+        except DataError as e:
+            raise bad(str(e)) from None
+        out.append({"box": box, "name": name.strip() if name else None})
+    return out
+
+
 def _decode(data: bytes, settings: ServeSettings) -> tuple[Any, float]:
     t0 = time.perf_counter()
     image = decode_image(data, settings.max_pixels, settings.content_types)
@@ -154,12 +193,13 @@ def _add_task_routes(app: FastAPI, deps: list[Any]) -> None:
 
     @app.post("/v1/detect", response_model=S.DetectResponse, responses=ERRORS, dependencies=deps, tags=["tasks"])
     async def detect(image: ImageUpload, form: Annotated[S.DetectForm, Form()]) -> Any:
-        """Detect defects named by comma-separated prompts (any language the vocabulary knows)."""
+        """Detect defects named by prompts (any language the vocabulary knows) or shown by boxes ("more like this")."""
         data, prompts = await _upload_bytes(image, settings), _prompts(form.prompts, settings)
+        exemplars = parse_exemplars(form.exemplars, settings.max_prompts)
 
         def work() -> dict[str, Any]:
             img, decode_ms = _decode(data, settings)
-            dets, resolved, infer_ms = runner.detect(img, prompts, form.conf, form.iou)
+            dets, resolved, infer_ms = runner.detect(img, prompts, form.conf, form.iou, exemplars)
             return S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms)
 
         return await runner.run(work)

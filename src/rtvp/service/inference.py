@@ -101,15 +101,32 @@ class InferenceRunner:
                     setattr(self.predictor, name, value)
 
     def detect(self, image: np.ndarray, prompts: list[str] | None, conf: float | None = None,
-               iou: float | None = None) -> tuple[Detections, list[Resolved], float]:
+               iou: float | None = None,
+               exemplars: list[dict[str, Any]] | None = None) -> tuple[Detections, list[Resolved], float]:
         """Detect in one ``(H, W, 3)`` uint8 RGB image.
+
+        Args:
+            image: the image.
+            prompts: prompts as typed (None: the model vocabulary).
+            conf: per-request score threshold.
+            iou: per-request NMS IoU threshold.
+            exemplars: ``[{"box": [x1, y1, x2, y2], "name": ...}]`` boxes on ``image`` to find more of.
 
         Returns:
             ``(detections, prompt resolutions, inference milliseconds)``.
         """
         with self.locked(conf, iou) as predictor:
             t0 = time.perf_counter()
-            resolved = list(predictor.set_prompts(prompts))
+            if exemplars:
+                if not hasattr(predictor, "set_exemplars"):
+                    raise ServiceError(422, "unsupported_option", "this model does not take exemplars (an exported "
+                                                                  "file: its prompts are baked in); leave them out")
+                from rtvp.predict.exemplars import Exemplar
+
+                predictor.set_exemplars([Exemplar(image, e["box"], e.get("name")) for e in exemplars], prompts)
+                resolved, prompts = list(predictor.resolved), None  # None keeps the exemplar prompts active
+            else:
+                resolved = list(predictor.set_prompts(prompts))
             results = predictor.predict([image], prompts=prompts)
             ms = (time.perf_counter() - t0) * 1000.0
         if not results:  # the predictor skipped the image (it logs why)

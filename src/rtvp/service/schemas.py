@@ -184,6 +184,8 @@ OpenUnitFloat = Annotated[float | None, _in_interval(True), WithJsonSchema({"typ
 """Optional number in ``(0, 1]``."""
 Prompts = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 8000})]
 """Optional comma-separated prompts (a string when sent)."""
+Exemplars = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 20000})]
+"""Optional JSON text of exemplar boxes (a string when sent)."""
 NOT_BLANK = {"pattern": r"\S"}
 """JSON-schema ``pattern`` of text that must hold a non-space character (the server rejects blank text with 422)."""
 
@@ -197,6 +199,10 @@ class DetectForm(BaseModel):
                             description="confidence threshold, a number in [0, 1] (default: the server's)")
     iou: OpenUnitFloat = Field(None, json_schema_extra=_no_default,
                                description="NMS IoU threshold, a number in (0, 1] (default: the server's)")
+    exemplars: Exemplars = Field(None, max_length=20000, json_schema_extra=_no_default,
+                                 description='"find more like this": a JSON list of boxes on the uploaded image, '
+                                             '[{"box": [x1, y1, x2, y2], "name": "spur"}] (pixels, name optional); '
+                                             "each becomes a prompt next to the prompts (RTVPNet models)")
 
 
 class GroundForm(BaseModel):

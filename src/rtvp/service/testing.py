@@ -40,11 +40,23 @@ class FakePredictor:
         self._active = 0
         self._count_lock = threading.Lock()
         self._prompts: list[str] = self.vocabulary
+        self.last_exemplars: list[tuple[tuple[float, ...], str | None]] = []
 
     def set_prompts(self, prompts: list[str] | None) -> list[Resolved]:
         """Resolve prompts through the shipped vocabulary (None: this predictor's vocabulary)."""
         self._prompts = list(prompts) if prompts else self.vocabulary
         return Vocabulary.default().resolve_all(self._prompts)
+
+    def set_exemplars(self, exemplars: list[Any], prompts: list[str] | None = None) -> list[str]:
+        """Exemplar prompts (``Exemplar``s): one prompt per name after ``prompts``; boxes kept in ``last_exemplars``."""
+        from rtvp.vocabulary import Resolved
+
+        self.last_exemplars = [(tuple(e.box), e.name) for e in exemplars]
+        names = list(dict.fromkeys(e.name or "exemplar" for e in exemplars))
+        self.resolved = (Vocabulary.default().resolve_all(list(prompts)) if prompts else []) + [
+            Resolved(n, n, None, "exemplar") for n in names]
+        self._prompts = [r.prompt for r in self.resolved]
+        return list(self._prompts)
 
     def predict(self, sources: list[Any], prompts: list[str] | None = None,
                 save_maps: bool = False) -> list[Detections]:

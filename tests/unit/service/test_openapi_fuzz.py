@@ -55,7 +55,7 @@ CHECKS_RUN = [c for c in CHECKS.get_all() if c is not negative_data_rejection]
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
     checks = CHECKS_RUN
-    if _blank_filled_case(case):
+    if _blank_filled_case(case) or _with_exemplars(case):
         checks = [c for c in CHECKS_RUN if c is not positive_data_acceptance]
     case.call_and_validate(checks=checks)
 
@@ -71,6 +71,13 @@ def _blank_filled_case(case: schemathesis.Case) -> bool:
     return description == "Multipart body with custom encoding" and "" in dict(case.body or {}).values()
 
 
+def _with_exemplars(case: schemathesis.Case) -> bool:
+    """A ``/v1/detect`` case with ``exemplars``: whether its boxes are valid depends on the uploaded image's size
+    (inside it) and on the model (region embeddings), which JSON Schema cannot say; their 422s are asserted in
+    ``test_real_predictor.py``. Every other check still runs on these cases."""
+    return isinstance(case.body, dict) and bool(str(case.body.get("exemplars") or "").strip())
+
+
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 def test_the_fuzzer_sends_real_image_parts() -> None:
     """The checks above only mean something if schema-valid requests reach the model (200), not a 4xx."""
@@ -81,6 +88,8 @@ def test_the_fuzzer_sends_real_image_parts() -> None:
     ok = 0
     for _ in range(10):
         case = detect.as_strategy().example()
+        if isinstance(case.body, dict):
+            case.body.pop("exemplars", None)  # see _with_exemplars
         ok += case.call().status_code == 200
     assert ok >= 5, f"only {ok}/10 schema-generated /v1/detect requests were accepted"
 

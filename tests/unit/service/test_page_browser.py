@@ -161,3 +161,41 @@ def test_page_api_key_and_grounding(live_url, driver, tmp_path):
     assert len(rows) == 1 and rows[0].get_attribute("class") == "cited"
     assert driver.find_element(By.ID, "canvas").get_attribute("data-highlighted") == "1"
     assert "near the left edge" in driver.find_element(By.ID, "status").text
+
+
+def test_page_find_more_like_a_drawn_box(driver, tmp_path):
+    """Drag a box on the canvas, name it, "Find more like this": the server gets that box in image pixels."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    pytest.importorskip("uvicorn")
+    fake, port = FakePredictor(conf=0.25), free_port()
+    image = tmp_path / "steel.png"
+    _steel_image(image)
+    with served(create_app(fake, ServeSettings(port=port, model_name="fake-demo")), port) as url:
+        driver.get(url + "/")
+        _wait(driver, lambda d: "fake-demo" in d.find_element(By.ID, "model-info").text)
+        driver.find_element(By.ID, "file-input").send_keys(str(image))
+        _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detections tbody tr")) == 3)
+        assert not driver.find_element(By.ID, "find-btn").is_enabled()
+        canvas = driver.find_element(By.ID, "canvas")
+        rect = canvas.rect  # CSS pixels; the image is drawn with object-fit: contain
+        k = min(rect["width"] / W, rect["height"] / H)
+
+        def offset(x: float, y: float) -> tuple[int, int]:  # image pixel -> offset from the element's centre
+            return round((x - W / 2) * k), round((y - H / 2) * k)
+
+        (ax, ay), (bx, by) = offset(100, 80), offset(220, 160)
+        ActionChains(driver).move_to_element_with_offset(canvas, ax, ay).click_and_hold() \
+            .move_by_offset(bx - ax, by - ay).release().perform()
+        drawn = [int(v) for v in canvas.get_attribute("data-exemplar").split(",")]
+        tol = 2 / k + 1
+        assert all(abs(a - b) <= tol for a, b in zip(drawn, (100, 80, 220, 160), strict=True)), drawn
+        driver.find_element(By.ID, "exemplar-name").send_keys("spur")
+        driver.find_element(By.ID, "find-btn").click()
+        _wait(driver, lambda d: "like the example box" in d.find_element(By.ID, "status").text)
+        assert fake.last_exemplars == [(tuple(float(v) for v in drawn), "spur")]
+        assert driver.find_element(By.ID, "mapping").text == "spur"
+        assert [tr.find_elements(By.TAG_NAME, "td")[1].text
+                for tr in driver.find_elements(By.CSS_SELECTOR, "#detections tbody tr")] == ["spur"]
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -67,6 +67,33 @@ def test_detect_matches_direct_predictor_call(predictor):
     assert (got[:, [0, 2]] <= 100).all() and (got[:, [1, 3]] <= 60).all()
 
 
+def test_detect_with_exemplar_boxes_matches_the_predictor(predictor):
+    from rtvp.predict.exemplars import Exemplar
+    from rtvp.service import create_app
+
+    client = TestClient(create_app(predictor))
+    img = _image()
+    r = client.post("/v1/detect", files={"image": ("a.png", encode(img), "image/png")},
+                    data={"prompts": "scratch", "exemplars": '[{"box": [25, 15, 50, 30], "name": "blob"}, '
+                                                             '{"box": [0, 0, 10, 10]}]', "conf": "0.0"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [p["prompt"] for p in body["prompts"]] == ["scratch", "blob", "exemplar"]
+    predictor.conf = 0.0
+    try:
+        direct = predictor.predict([img], prompts=["scratch"], exemplars=[Exemplar(img, (25, 15, 50, 30), "blob"),
+                                                                          Exemplar(img, (0, 0, 10, 10))])[0]
+    finally:
+        predictor.conf = 0.05
+    assert [d["label"] for d in body["detections"]] == direct.labels and len(direct) > 0
+    np.testing.assert_allclose(np.array([d["box"] for d in body["detections"]]), direct.xyxy, atol=0.01)
+    for bad, message in (("not json", "not JSON"), ('[{"box": [5, 5, 1, 1]}]', "x2 <= x1"),
+                         ('[{"box": [0, 0, 1, 1], "label": "x"}]', "optional 'name' only"),
+                         ('[{"box": [200, 200, 300, 300]}]', "outside its 100x60 image")):
+        r = client.post("/v1/detect", files={"image": ("a.png", encode(img), "image/png")}, data={"exemplars": bad})
+        assert r.status_code == 422 and message in r.json()["error"]["message"], (bad, r.text)
+
+
 def test_ground_and_ask_with_real_predictor(predictor):
     from rtvp.service import create_app
 

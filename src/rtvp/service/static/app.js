@@ -5,7 +5,8 @@
 const PALETTE = ["#e6194b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#d62728", "#8c564b",
   "#e377c2", "#bcbd22"];
 const $ = (id) => document.getElementById(id);
-const state = { file: null, bitmap: null, dets: [], highlight: new Set(), hover: null, model: null, key: "" };
+const state = { file: null, bitmap: null, dets: [], highlight: new Set(), hover: null, model: null, key: "",
+  exemplar: null, dragging: null };
 
 function color(classId) { return PALETTE[classId % PALETTE.length]; }
 
@@ -89,6 +90,9 @@ async function useFile(file) {
     state.bitmap = null;
   }
   state.file = file;
+  state.exemplar = null;
+  $("find-btn").disabled = true;
+  $("exemplar-box").textContent = "no box drawn";
   $("file-name").textContent = file.name;
   $("placeholder").hidden = true;
   showDetections([], new Set());
@@ -110,7 +114,16 @@ function draw() {
   const focus = state.hover != null ? new Set([state.hover]) : state.highlight;
   const order = [...state.dets].sort((a, b) => focus.has(a.id) - focus.has(b.id));
   order.forEach((d) => drawBox(ctx, d, lw, font, focus.size === 0 || focus.has(d.id), focus.has(d.id)));
+  if (state.exemplar) {
+    const [x1, y1, x2, y2] = state.exemplar;
+    ctx.setLineDash([lw * 3, lw * 2]);
+    ctx.lineWidth = lw;
+    ctx.strokeStyle = "#111111";
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    ctx.setLineDash([]);
+  }
   canvas.dataset.boxes = String(state.dets.length);
+  canvas.dataset.exemplar = state.exemplar ? state.exemplar.join(",") : "";
   canvas.dataset.highlighted = [...focus].sort((a, b) => a - b).join(",");
 }
 
@@ -182,6 +195,7 @@ async function run(label, fn) {
   setStatus(label + "…", "busy");
   try { await fn(); } catch (e) { setStatus(e.message, "error"); }
   document.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+  $("find-btn").disabled = !state.exemplar;
 }
 
 function detect() {
@@ -192,6 +206,50 @@ function detect() {
     showDetections(r.detections, new Set(), r.prompts);
     const n = r.detections.length;
     setStatus(`${n} detection${n === 1 ? "" : "s"} · ${r.image.width}×${r.image.height} px · ` +
+      `${r.timing.inference_ms.toFixed(0)} ms inference`, "ok");
+  });
+}
+
+// ---------------------------------------------------------------- exemplar: "find more like this"
+function imagePoint(e) {
+  const canvas = $("canvas");
+  const r = canvas.getBoundingClientRect();
+  const k = Math.min(r.width / canvas.width, r.height / canvas.height);  // object-fit: contain
+  const x = (e.clientX - r.left - (r.width - canvas.width * k) / 2) / k;
+  const y = (e.clientY - r.top - (r.height - canvas.height * k) / 2) / k;
+  return [Math.min(Math.max(0, x), canvas.width), Math.min(Math.max(0, y), canvas.height)];
+}
+
+function dragBox(e) {
+  if (!state.dragging) return;
+  const [ax, ay] = state.dragging;
+  const [bx, by] = imagePoint(e);
+  state.exemplar = [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)].map(Math.round);
+  draw();
+}
+
+function endDrag(e) {
+  if (!state.dragging) return;
+  dragBox(e);
+  state.dragging = null;
+  const b = state.exemplar;
+  if (b && (b[2] - b[0] < 2 || b[3] - b[1] < 2)) state.exemplar = null;  // a click, not a box
+  $("find-btn").disabled = !state.exemplar;
+  $("exemplar-box").textContent = state.exemplar ? `box ${state.exemplar.join(", ")} px` : "no box drawn";
+  draw();
+}
+
+function findMore() {
+  if (!state.exemplar) { setStatus("Drag a box around a defect on the image first.", "error"); return Promise.resolve(); }
+  const name = $("exemplar-name").value.trim();
+  const exemplars = JSON.stringify([name ? { box: state.exemplar, name } : { box: state.exemplar }]);
+  return run("Finding more like this", async () => {
+    const r = await api("/v1/detect", formData({ exemplars, conf: $("conf").value }));
+    state.imageSize = r.image;
+    $("answer").hidden = true;
+    showDetections(r.detections, new Set(), r.prompts);
+    const n = r.detections.length;
+    setStatus(`${n} detection${n === 1 ? "" : "s"} like the example box · ` +
       `${r.timing.inference_ms.toFixed(0)} ms inference`, "ok");
   });
 }
@@ -259,6 +317,16 @@ function init() {
   $("detect-form").addEventListener("submit", (e) => { e.preventDefault(); detect(); });
   $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); ask(); });
   $("ground-form").addEventListener("submit", (e) => { e.preventDefault(); ground(); });
+  $("exemplar-form").addEventListener("submit", (e) => { e.preventDefault(); findMore(); });
+  const canvas = $("canvas");
+  canvas.addEventListener("mousedown", (e) => {
+    if (!state.file) return;
+    e.preventDefault();
+    state.dragging = imagePoint(e);
+    state.exemplar = null;
+  });
+  canvas.addEventListener("mousemove", dragBox);
+  window.addEventListener("mouseup", endDrag);
   $("auth-form").addEventListener("submit", (e) => {
     e.preventDefault();
     state.key = $("api-key").value.trim();

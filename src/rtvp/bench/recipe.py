@@ -22,6 +22,10 @@ Example (``configs/benchmarks/mmioc-mini.yaml`` is the full one)::
 Unknown keys anywhere are a ``ConfigError`` naming the key and the file. Without ``classes`` a source keeps its
 native class names, normalised (``pitted_surface`` -> ``pitted surface``; ``rtvp.bench.native`` reads them);
 ``split.val_sources`` uses whole sources (e.g. a dataset's own ``val`` split) as ``closed_val``.
+
+``extends: base.yaml`` (relative to the recipe's folder) starts from another recipe: the keys given here replace
+the base's, mappings merge key by key (``split: {unseen_classes: [...]}`` changes only that field), lists are
+replaced whole (``configs/benchmarks/mmioc-cross.yaml`` is mmioc-mini with a cross-scene split).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any, Literal
 
 from rtvp.config import from_dict, load_yaml, to_dict
 from rtvp.errors import ConfigError
+from rtvp.fileio import read_yaml
 
 MIN_OPEN_TRAIN_SHARE = 0.1
 """Share of a scene's images that must stay usable for ``open_train``: the unseen choice's floor by default and the
@@ -229,8 +234,41 @@ def recipe_from_dict(data: dict[str, Any], where: str = "recipe") -> Recipe:
     return _check(from_dict(Recipe, data, where=where), where)
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys: mappings merged recursively, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _extended(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of ``path`` with its ``extends`` chain applied."""
+    data = read_yaml(path, "config file", error=ConfigError) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of recipe keys at the top level, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: extends must be the path of a base recipe, e.g. 'extends: mmioc-mini.yaml'")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends: '{base}' leads back to this recipe (a cycle)")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends: '{base}' not found (looked for {base_path}; the path is relative to "
+                          f"the recipe's folder)")
+    return _merge(_extended(base_path, (*chain, path.resolve())), data)
+
+
 def load_recipe(path: str | Path) -> Recipe:
-    """Load a recipe YAML; unknown keys and bad values raise ``ConfigError`` naming the file and the key."""
+    """Load a recipe YAML; unknown keys and bad values raise ``ConfigError`` naming the file and the key.
+
+    A recipe with ``extends`` is merged onto its base first (see the module docstring).
+    """
+    raw = read_yaml(path, "config file", error=ConfigError)
+    if isinstance(raw, dict) and "extends" in raw:
+        return recipe_from_dict(_extended(Path(path)), str(path))
     try:
         recipe = load_yaml(Recipe, path)
     except ConfigError as e:

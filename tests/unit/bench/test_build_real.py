@@ -46,3 +46,18 @@ def test_real_sources_build_with_expected_counts(shared_datasets, kit, tmp_path)
     open_train = json.loads((out / "annotations" / "open_train.json").read_text(encoding="utf-8"))
     assert not any(i["source"] == "crackforest" for i in open_train["images"])
     assert check_benchmark(out) == []
+
+
+def test_cross_scene_recipe_builds_with_unseen_scenes_whose_words_are_seen_elsewhere(shared_datasets, tmp_path):
+    recipe = load_recipe(REPO / "configs" / "benchmarks" / "mmioc-cross.yaml")
+    full = to_dict(recipe)
+    full["sources"] = [s for s in full["sources"] if s["name"] in ("magnetic_tile", "bsdata", "crackforest")]
+    out = tmp_path / "cross"
+    build_benchmark(recipe_from_dict(full), shared_datasets, out, workers=2)
+    cats = json.loads((out / "annotations" / "open_val.json").read_text(encoding="utf-8"))["categories"]
+    unseen = {c["name"] for c in cats if c["split"] == "unseen"}
+    assert unseen == {"crack on road pavement", "pitting on ball screw drive"}
+    assert "crack on magnetic tile" in {c["name"] for c in cats if c["split"] == "seen"}
+    open_train = json.loads((out / "annotations" / "open_train.json").read_text(encoding="utf-8"))
+    assert not {i["source"] for i in open_train["images"]} & {"crackforest", "bsdata"}
+    assert check_benchmark(out) == []

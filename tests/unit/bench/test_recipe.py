@@ -213,3 +213,35 @@ def test_section_value_errors_name_the_file_and_an_example(kit, tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: split\.val_fraction must be in \(0, 1\), got 1\.5; "
                                           r"e\.g\. val_fraction: 0\.2$"):
         load_recipe(path)
+
+
+def test_extends_merges_mappings_and_replaces_lists(kit, tmp_path):
+    base = _write(tmp_path, kit.recipe_dict())
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {base.name}\nname: child\nsplit: {{unseen_fraction: 0.0, unseen_scenes: [wood]}}\n",
+                     encoding="utf-8")
+    parent, r = load_recipe(base), load_recipe(child)
+    assert r.name == "child" and r.sources == parent.sources
+    assert r.split.unseen_scenes == ["wood"] and r.split.unseen_fraction == 0.0
+    assert r.split.seed == parent.split.seed and r.split.val_fraction == parent.split.val_fraction  # merged
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("extends: loop.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_recipe(loop)
+    missing = tmp_path / "m.yaml"
+    missing.write_text("extends: nope.yaml\nname: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"m.yaml: extends: 'nope.yaml' not found"):
+        load_recipe(missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {base.name}\nsplit: {{unseen_scenes: [glass]}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.yaml: split.unseen_scenes: 'glass'"):
+        load_recipe(bad)
+
+
+def test_shipped_cross_scene_recipe_extends_mmioc_mini():
+    mini = load_recipe(REPO / "configs" / "benchmarks" / "mmioc-mini.yaml")
+    cross = load_recipe(REPO / "configs" / "benchmarks" / "mmioc-cross.yaml")
+    assert cross.name == "mmioc-cross" and cross.sources == mini.sources
+    assert cross.split.unseen_scenes == ["road pavement", "ball screw drive"] and cross.split.unseen_fraction == 0
+    words = {c.defect for c in Taxonomy(cross).categories if c.scene not in cross.split.unseen_scenes}
+    assert "crack" in words and "pitted surface" in words

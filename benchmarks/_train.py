@@ -272,11 +272,15 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int, batch: int = 16,
-                     device: str = "auto") -> dict[str, Any]:
-    """``predict_split`` on the protocol's val split + ``evaluate``; adds inference images/s (incl. data loading)."""
+                     device: str = "auto", diagnostics: bool = False) -> dict[str, Any]:
+    """``predict_split`` on the protocol's val split + ``evaluate``; adds inference images/s (incl. data loading).
+
+    ``diagnostics`` (open / generalized): adds the unseen-class diagnostics of ``rtvp val`` (``agnostic_AR100_50``,
+    ``oracle_*``) and ``per_unseen_class`` (AP50 and the diagnostics per unseen class).
+    """
     from rtvp import evaluate
     from rtvp.evaluation.evaluator import protocol_files
-    from rtvp.evaluation.inference import predict_split
+    from rtvp.evaluation.inference import open_diagnostics, predict_split
 
     val_json, train_json = protocol_files(Path(bench), protocol)
     t0 = time.perf_counter()
@@ -286,6 +290,11 @@ def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int
     metrics = evaluate(val_json, preds, protocol, train_gt=train_json if train_json.is_file() else None)
     out = summarize(metrics)
     out["eval_images_per_s"] = round(metrics["num_images"] / took, 2) if took > 0 else None
+    if diagnostics:
+        diag = open_diagnostics(weights, Path(bench), val_json.stem, preds, imgsz, batch, resolve_device(device))
+        out.update({k: v for k, v in diag.items() if k != "per_class"})
+        out["per_unseen_class"] = {name: {"AP50": metrics["per_class"].get(name, {}).get("AP50"), **values}
+                                   for name, values in diag["per_class"].items()}
     return out
 
 

@@ -12,6 +12,9 @@ for the same stage-2 budget on ``open_train`` (seen classes only):
 
 Metrics: the open protocol (prompted with the unseen class names only, GT restricted to them: the paper's open-scene
 AP), and the generalized protocol (prompted with every class: AP_seen, AP_unseen and their harmonic mean HM).
+Diagnostics of the unseen classes (``rtvp.evaluation.diagnostics``): class-agnostic recall (AR@100, IoU 0.5) and
+oracle-box zero-shot top-1 within the scene / over the benchmark with chance levels; and exemplar prompts
+(``rtvp.evaluation.kshot``): k-shot AP50 on the images that lent no exemplar, mean +- sd over seeded draws.
 
     python benchmarks/open_vocab.py --quick
     python benchmarks/open_vocab.py                      # mmioc-mini, rtvpnet-n, 320 px, 10 + 10 epochs
@@ -35,6 +38,7 @@ from _train import (
     evaluate_weights,
     make_config,
     model_cost,
+    resolve_device,
     train_run,
 )
 
@@ -54,14 +58,18 @@ def expert_cell(args: Any, bench: Any, budget: Budget) -> dict[str, Any]:
 
 def variant_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[str, Any]:
     """Stage 2 of one variant from the shared stage-1 expert, scored under the open and generalized protocols."""
+    from rtvp.evaluation.kshot import kshot_eval
+
     expert = train_run(make_config(bench, "open", budget, stage="expert", device=args.device), args.runs_dir,
                        "expert-open")
     cfg = make_config(bench, "open", budget, stage="full", expert_weights=expert["expert_best"] or expert["best"],
                       model=VARIANTS[variant], device=args.device)
     run = train_run(cfg, args.runs_dir, f"open-{variant}")
-    opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device)
+    opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device, diagnostics=True)
     gen = evaluate_weights(run["best"], bench, "generalized", budget.imgsz, device=args.device)
-    return {"train": run, "expert_train": expert, "open": opened, "generalized": gen,
+    kshot = {str(k): kshot_eval(run["best"], bench, k, args.kshot_draws, imgsz=budget.imgsz,
+                                device=resolve_device(args.device)) for k in args.kshot}
+    return {"train": run, "expert_train": expert, "open": opened, "generalized": gen, "kshot": kshot,
             "cost": model_cost(run["best"], budget.imgsz, prompts=len(gen["per_class_AP"]))}
 
 
@@ -85,13 +93,52 @@ def table(results: dict[str, dict[str, Any]], budget: Budget) -> Table:
     return t
 
 
+def _mean_sd(r: dict[str, Any] | None, key: str) -> str | None:
+    if r is None or r.get(f"{key}_mean") is None:
+        return None
+    sd = r.get(f"{key}_sd")
+    return f"{100 * r[f'{key}_mean']:.1f}" + (f" +- {100 * sd:.1f}" if sd is not None else "")
+
+
+def diagnostics_tables(results: dict[str, dict[str, Any]], kshot: Sequence[int]) -> list[Table]:
+    """Unseen-class diagnostics per method, and per unseen class."""
+    cols = ["Method", "agnostic AR@100", "oracle top-1 scene", "chance scene", "oracle top-1 all", "chance all",
+            *(f"{k}-shot AP50" for k in kshot)]
+    t = Table("unseen_diagnostics", "Why unseen defects are missed: localization vs recognition, and exemplar prompts",
+              cols)
+    per = Table("unseen_per_class", "Per unseen class (open protocol)",
+                ["class", "Method", "AP50", "agnostic recall", "oracle top-1 scene", "oracle top-1 all"])
+    for key in ("rtvpnet", "textonly", "expert_text"):
+        r = results.get(key)
+        if r is None or not r.get("open") or "agnostic_AR100_50" not in r["open"]:
+            continue
+        o = r["open"]
+        t.rows.append([LABELS[key], *(pct(o, k) for k in ("agnostic_AR100_50", "oracle_top1_scene",
+                                                          "oracle_chance_scene", "oracle_top1_all",
+                                                          "oracle_chance_all")),
+                       *(_mean_sd(r.get("kshot", {}).get(str(k)), "AP50") for k in kshot)])
+        for name, c in o.get("per_unseen_class", {}).items():
+            per.rows.append([name, LABELS[key], *(None if c.get(k) is None else 100 * c[k] for k in (
+                "AP50", "agnostic_recall", "oracle_top1_scene", "oracle_top1_all"))])
+    t.note = ("Percentages. agnostic AR@100: unseen GT boxes covered at IoU >= 0.5 by any of the image's top-100 "
+              "predictions, whatever their label. oracle: each unseen GT box's pooled region embedding classified "
+              "against the class texts of its scene / of the whole benchmark (top-1), chance = 1 / candidates. "
+              "k-shot: k random boxes per unseen class as exemplar prompts (boxes alone, no class text), scored on "
+              "the open_val images that lent no exemplar; mean +- sd over the draws.")
+    return [t, per]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(__doc__.split("\n\n")[0])
     add_budget_args(parser, FULL)
     add_bench_args(parser)
     parser.add_argument("--variants", nargs="+", default=["rtvpnet", "textonly", "expert_text", "expert"],
                         choices=[*VARIANTS, "expert"], help="which rows to run")
+    parser.add_argument("--kshot", nargs="*", type=int, default=[1, 5], help="exemplar shots per unseen class")
+    parser.add_argument("--kshot-draws", type=int, default=3, help="seeded exemplar draws per k")
     args = parse_args(parser, argv)
+    if args.quick:
+        args.kshot, args.kshot_draws = [1], 2
     budget = budget_from_args(args)
     run = BenchRun("open_vocab", args)
     bench = bench_from_args(args)
@@ -112,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if budget.sam_weights is None:
         notes.append("No MobileSAM weights were given: RTVPNet's SAM branch is randomly initialised and trained from "
                      "scratch, so this measures the architecture without the SAM prior the paper relies on.")
-    run.write([table(results, budget)], notes)
+    run.write([table(results, budget), *diagnostics_tables(results, args.kshot)], notes)
     return 0
 
 

@@ -59,6 +59,17 @@ def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]
     for key in ("rtvpnet", "textonly", "expert_text"):
         gen = res["cells"][key]["generalized"]
         assert 0.0 <= gen["AP_seen"] <= 1.0 and 0.0 <= gen["AP_unseen"] <= 1.0
+    # diagnostics and 1-shot exemplar rows for the three open-vocabulary models
+    diag = {r["Method"]: r for r in _csv(work, "open_vocab", "unseen_diagnostics")}
+    assert set(diag) == set(rows) - {"closed-set expert (stage 1)"}
+    per_class = _csv(work, "open_vocab", "unseen_per_class")
+    for key, label in (("rtvpnet", "RTVPNet"), ("textonly", "text-only (YOLO-World-like)"),
+                       ("expert_text", "expert + text head")):
+        cell = res["cells"][key]
+        assert 0.0 <= cell["open"]["agnostic_AR100_50"] <= 1.0 and 0.0 <= cell["open"]["oracle_top1_all"] <= 1.0
+        assert [d["seed"] for d in cell["kshot"]["1"]["draws"]] == [0, 1]
+        classes = {r["class"] for r in per_class if r["Method"] == label}
+        assert classes == set(cell["open"]["per_unseen_class"]) and classes
     # the closed-set expert cannot name unseen classes: AP_unseen is exactly 0
     assert res["cells"]["expert"]["generalized"]["AP_unseen"] == 0.0
     # the text-only variant has no SAM branch, so it is several times smaller than RTVPNet

@@ -1,7 +1,7 @@
 """DeepPCB, 320 px, batch 16 (the fixed split), fp32 vs bf16 autocast (--amp): expert-n 16 epochs (stage 1) and
 rtvpnet-n 4 more epochs from that expert (stage 2), seeds 0 and 1.
 
-Run from the repository root: ``python benchmarks/results/bf16_accuracy/deeppcb.py [seeds...]``. Writes
+Run from the repository root: ``python benchmarks/results/bf16_accuracy/deeppcb.py [seeds...] [--expert-only]``. Writes
 ``deeppcb.json`` beside this file after every cell (AP in %, wall time, images/s); a cell already in the file is
 kept (a retrained copy of it, needed for stage 2, is recorded as ``<cell>-rerun``), so an interrupted run
 resumes where it stopped.
@@ -18,7 +18,8 @@ from _train import Budget, evaluate_weights, make_config, train_run  # noqa: E40
 from closed_vs_yolov8 import prepare  # noqa: E402
 
 RUNS = REPO / "benchmarks" / "runs"
-seeds = [int(s) for s in sys.argv[1:]] or [1, 0]
+expert_only = "--expert-only" in sys.argv  # seeds beyond the first two: stage 1 only (the stage-2 cells cost 2x)
+seeds = [int(s) for s in sys.argv[1:] if s != "--expert-only"] or [1, 0]
 bench, _ = prepare(SimpleNamespace(runs_dir=RUNS, datasets_root=DATASETS, split="fixed"), "deeppcb")
 budget = Budget(scale="n", imgsz=320, batch=16, epochs=4, expert_epochs=16, workers=0, sam_weights=None)
 path = Path(__file__).with_name("deeppcb.json")
@@ -42,10 +43,12 @@ def cell(key: str, cfg, name: str) -> dict:
 
 for seed in seeds:
     for name, amp in (("fp32", False), ("bf16", True)):
-        if f"{name}-seed{seed}-stage2" in out["runs"]:
+        if f"{name}-seed{seed}-stage2" in out["runs"] or (expert_only and f"{name}-seed{seed}" in out["runs"]):
             continue
         train = {"amp": amp, "seed": seed}
         expert = cell(f"{name}-seed{seed}", make_config(bench, "closed", budget, stage="expert", train=train),
                       f"expert-closed-{name}")
+        if expert_only:
+            continue
         cell(f"{name}-seed{seed}-stage2", make_config(bench, "closed", budget, stage="full", train=train,
                                                       expert_weights=Path(expert["best"])), f"rtvpnet-closed-{name}")

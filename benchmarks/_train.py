@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rtvpnet": {},
     "textonly": TEXT_ONLY,
     "expert_text": {**TEXT_ONLY, "expert_update": False},
+    "rtvpnet_obj": {"objectness": True},  # lever (issue 15): class-agnostic objectness shared by every prompt
+    "textonly_obj": {**TEXT_ONLY, "objectness": True},
 }
 
 

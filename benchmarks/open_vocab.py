@@ -44,7 +44,8 @@ from _train import (
 
 FULL = Budget(scale="n", imgsz=320, batch=16, epochs=10, expert_epochs=10, workers=2)
 LABELS = {"rtvpnet": "RTVPNet", "textonly": "text-only (YOLO-World-like)", "expert_text": "expert + text head",
-          "expert": "closed-set expert (stage 1)"}
+          "expert": "closed-set expert (stage 1)", "rtvpnet_obj": "RTVPNet + objectness",
+          "textonly_obj": "text-only + objectness"}
 
 
 def expert_cell(args: Any, bench: Any, budget: Budget) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def table(results: dict[str, dict[str, Any]], budget: Budget) -> Table:
     cols = ["Method", "AP (open)", "AP50", "AP75", "APs", "APm", "APl", "AP_seen", "AP_unseen", "HM", "HM50",
             "Param (M)", f"GFLOPs@{budget.imgsz}", "train s"]
     t = Table("open_vocab", "Open vocabulary (Table III protocol, measured)", cols)
-    for key in ("rtvpnet", "textonly", "expert_text", "expert"):
+    for key in LABELS:
         r = results.get(key)
         if r is None:
             continue
@@ -108,7 +109,7 @@ def diagnostics_tables(results: dict[str, dict[str, Any]], kshot: Sequence[int])
               cols)
     per = Table("unseen_per_class", "Per unseen class (open protocol)",
                 ["class", "Method", "AP50", "agnostic recall", "oracle top-1 scene", "oracle top-1 all"])
-    for key in ("rtvpnet", "textonly", "expert_text"):
+    for key in LABELS:
         r = results.get(key)
         if r is None or not r.get("open") or "agnostic_AR100_50" not in r["open"]:
             continue

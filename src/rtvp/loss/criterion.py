@@ -8,7 +8,9 @@
 - ``dfl``: distribution focal loss of the ltrb targets (stride units), same weighting;
 - ``nce``: InfoNCE over the vocabulary on positive cells (needs ``outputs.embeddings`` and ``outputs.text``);
 - ``aux``: ``1 - CIoU`` of the auxiliary (refined-prompt) box head under the same assignment and weighting;
-- ``dp``: ``sum_i mean((pred_i - target_i)^2)`` over ``outputs.dp_pairs`` (L_dp, targets already detached).
+- ``dp``: ``sum_i mean((pred_i - target_i)^2)`` over ``outputs.dp_pairs`` (L_dp, targets already detached);
+- ``obj`` (only when ``outputs.objectness`` is present: ``model.objectness``): BCE-with-logits of the class-agnostic
+  objectness against each anchor's best target score over the prompts, divided by the same sum (``+ w_obj * obj``).
 
 Absent optional outputs (closed-set expert, EDP off, eval mode) contribute 0. Scaling by the batch size follows
 YOLOv8, so the gains keep their YOLOv8 meaning.
@@ -51,6 +53,7 @@ class DetectionCriterion:
         beta: assigner IoU exponent.
         nce_temperature: InfoNCE temperature ``tau``.
         iou_type: overlap used by the assigner, ``"ciou"`` (YOLOv8) or ``"iou"``.
+        obj: gain of the class-agnostic objectness loss (used only by models with ``objectness``).
 
     Examples:
         >>> criterion = DetectionCriterion()
@@ -60,8 +63,8 @@ class DetectionCriterion:
 
     def __init__(self, box: float = 7.5, dfl: float = 1.5, cls: float = 0.5, nce: float = 0.5, aux: float = 1.0,
                  dp: float = 1.0, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 nce_temperature: float = 0.07, iou_type: str = "ciou") -> None:
-        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp}
+                 nce_temperature: float = 0.07, iou_type: str = "ciou", obj: float = 0.5) -> None:
+        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp, "obj": obj}
         bad = {k: v for k, v in self.gains.items() if not v >= 0}
         if bad:
             raise ValueError(f"DetectionCriterion: loss gains must be >= 0, got {bad}")
@@ -94,7 +97,13 @@ class DetectionCriterion:
         raw.update(self._box_terms(box_dist, pred_boxes, outputs, res, tss))
         raw["nce"] = self._nce(outputs, res, valid)
         raw["dp"] = self._dp(outputs)
-        terms = {k: self.gains[k] * raw[k] for k in TERMS}
+        keys = TERMS
+        if outputs.objectness is not None:  # class-agnostic: the best target score of each anchor over the prompts
+            target = res.target_scores.amax(-1)
+            raw["obj"] = F.binary_cross_entropy_with_logits(outputs.objectness.float(), target,
+                                                            reduction="sum") / tss
+            keys = (*TERMS, "obj")
+        terms = {k: self.gains[k] * raw[k] for k in keys}
         total = torch.stack(list(terms.values())).sum() * outputs.logits.shape[0]
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
 

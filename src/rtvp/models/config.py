@@ -86,6 +86,8 @@ class ModelConfig:
         rvp: refined visual prompt (Eq.7-9: activation, uncertainty, sparse selection, aux box head).
         t2v: text->visual max-sigmoid attention branch in the neck's C2f blocks (Eq.10, T-CSP).
         v2t: visual->text similarity-weighted text update after the neck (Eq.11).
+        objectness: class-agnostic objectness shared by all prompts (an open-vocabulary lever, not in the paper;
+            off keeps earlier checkpoints loading): see ``rtvp.models.head``.
         activation: RVP activation: SimAM ``energy`` (paper), ``cbam`` (RTVP's spatial-channel one), ``eca``,
             ``self_attn`` or ``none``.
         patch_size: RVP sparse-selection patch side in input pixels (>= 2x2 cells at every level).
@@ -108,6 +110,7 @@ class ModelConfig:
     rvp: bool = True
     t2v: bool = True
     v2t: bool = True
+    objectness: bool = False
     activation: Activation = "energy"
     patch_size: int = 32
     mask_ratio: float = 0.2

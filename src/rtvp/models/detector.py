@@ -75,12 +75,14 @@ class RTVPNet(nn.Module):
         patch_size: RVP sparse-selection patch side in input pixels.
         mask_ratio: EDP fraction of SAM-feature blocks zeroed in training.
         mask_block: EDP block side in feature cells.
+        objectness: class-agnostic objectness branch in the head (``rtvp.models.head``).
     """
 
     def __init__(self, scale: str, text_dim: int, *, in_channels: int = 3, embed_dim: int | None = None,
                  reg_max: int = 16, sam_encoder: nn.Module | None = None, sam_imgsz: int | None = None,
                  edp: bool = True, rvp: bool = True, t2v: bool = True, v2t: bool = True, activation: str = "energy",
-                 patch_size: int = 32, mask_ratio: float = 0.2, mask_block: int = 2) -> None:
+                 patch_size: int = 32, mask_ratio: float = 0.2, mask_block: int = 2,
+                 objectness: bool = False) -> None:
         super().__init__()
         if edp and sam_encoder is None:
             raise ValueError("edp needs a SAM encoder (pass sam_encoder, or edp=False)")
@@ -103,7 +105,7 @@ class RTVPNet(nn.Module):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
         self.v2t = VisualTextUpdate(chans, dim) if v2t else None
-        self.head = TextHead(chans, dim, reg_max)
+        self.head = TextHead(chans, dim, reg_max, objectness)
         self._dp_active = True
 
     @classmethod
@@ -115,7 +117,7 @@ class RTVPNet(nn.Module):
         return cls(cfg.scale, text_dim, in_channels=cfg.in_channels, embed_dim=cfg.dim, reg_max=cfg.reg_max,
                    sam_encoder=sam_encoder if cfg.sam else None, sam_imgsz=cfg.sam_imgsz, edp=cfg.edp, rvp=cfg.rvp,
                    t2v=cfg.t2v, v2t=cfg.v2t, activation=cfg.activation, patch_size=cfg.patch_size,
-                   mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block)
+                   mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block, objectness=cfg.objectness)
 
     # ------------------------------------------------------------------ state
     @property
@@ -243,7 +245,7 @@ class RTVPNet(nn.Module):
             feats = [f + conv(p) for f, conv, p in zip(feats, self.inject, prompts, strict=True)]
         if self.v2t is not None:
             t = F.normalize(self.v2t(feats, t), dim=-1)
-        box, logits, embeddings = self.head(feats, t, mask)
+        box, logits, embeddings, objectness = self.head(feats, t, mask)
         anchors, strides = make_anchors(shapes, STRIDES, images.device)
         return RawOutputs(
             box_dist=box,
@@ -252,6 +254,7 @@ class RTVPNet(nn.Module):
             strides=strides,
             embeddings=embeddings,
             text=t,
+            objectness=objectness,
             aux_box_dist=aux,
             dp_pairs=pairs,
             maps=maps,

@@ -10,6 +10,11 @@ Per level i (strides 8/16/32) and input channels C_i, with C_0 the stride-8 chan
   ``e = L2norm(.)``; contrastive logit ``alpha_i * <e, T_k> + beta_i`` with T L2-normalised, alpha = exp(log_alpha)
   initialised to 1 / 0.07 and beta initialised to ``log(0.01 / 0.99)`` so every score starts near a 1 % prior.
   Padded prompts get logit ``MASK_FILL`` (-1e4).
+- optional class-agnostic objectness (``objectness=True``, an open-vocabulary lever): a Conv2d1x1 to 1 channel on the
+  embedding branch's hidden features, shared by every prompt ("is there a defect here"), trained against the
+  assigner's best target score of each anchor. In eval mode the prompt scores become
+  ``sqrt(sigmoid(logit) * sigmoid(obj))`` (:func:`fuse_objectness`), so a prompt the classifier is unsure of can
+  still be proposed where the model sees a defect; in training the two logits stay separate.
 """
 
 from __future__ import annotations
@@ -69,6 +74,20 @@ class DetectHead(nn.Module):
         return box, cls
 
 
+def fuse_objectness(logits: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
+    """Logits whose sigmoid is ``sqrt(sigmoid(logits) * sigmoid(objectness))``.
+
+    Args:
+        logits: ``(B, A, K)`` prompt logits.
+        objectness: ``(B, A)`` class-agnostic logits.
+
+    Returns:
+        ``(B, A, K)``; computed in log space (``MASK_FILL`` logits stay hugely negative).
+    """
+    s = 0.5 * (F.logsigmoid(logits.float()) + F.logsigmoid(objectness.float()).unsqueeze(-1))  # log of the fused p
+    return (s - torch.log(-torch.expm1(s)).clamp(min=-1e30)).to(logits.dtype)
+
+
 class TextHead(nn.Module):
     """Open-vocabulary head: DFL box branch + embedding branch + contrastive region-text logits.
 
@@ -76,20 +95,27 @@ class TextHead(nn.Module):
         in_channels: channels per level.
         embed_dim: D.
         reg_max: DFL bins.
+        objectness: add the class-agnostic objectness branch (see the module docstring).
     """
 
-    def __init__(self, in_channels: tuple[int, ...], embed_dim: int, reg_max: int = 16) -> None:
+    def __init__(self, in_channels: tuple[int, ...], embed_dim: int, reg_max: int = 16,
+                 objectness: bool = False) -> None:
         super().__init__()
         c2, c3 = box_width(in_channels[0], reg_max), max(in_channels[0], 80)
         self.box = nn.ModuleList(_branch(c, c2, 4 * reg_max, 1.0) for c in in_channels)
         self.embed = nn.ModuleList(_branch(c, c3, embed_dim, 0.0) for c in in_channels)
+        self.obj = None
+        if objectness:
+            self.obj = nn.ModuleList(Conv2d(c3, 1, 1) for _ in in_channels)
+            for conv in self.obj:
+                nn.init.constant_(conv.bias, math.log(PRIOR / (1 - PRIOR)))
         n = len(in_channels)
         self.log_alpha = nn.Parameter(torch.full((n,), math.log(1 / 0.07)))
         self.beta = nn.Parameter(torch.full((n,), math.log(PRIOR / (1 - PRIOR))))
 
     def forward(
         self, feats: list[torch.Tensor], text: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Predict.
 
         Args:
@@ -98,18 +124,25 @@ class TextHead(nn.Module):
             mask: (B, K) bool, True = real prompt, or None.
 
         Returns:
-            box_dist ``(B, A, 4 reg_max)``, logits ``(B, A, K)``, embeddings ``(B, A, D)`` (L2-normalised).
+            box_dist ``(B, A, 4 reg_max)``, logits ``(B, A, K)`` (fused with the objectness in eval mode),
+            embeddings ``(B, A, D)`` (L2-normalised), objectness logits ``(B, A)`` or None without the branch.
         """
-        boxes, logits, embeds = [], [], []
+        boxes, logits, embeds, objs = [], [], [], []
         for i, f in enumerate(feats):
             boxes.append(self.box[i](f).flatten(2))
-            e = F.normalize(self.embed[i](f).flatten(2), dim=1)  # (B, D, N)
+            hidden = self.embed[i][:2](f)
+            e = F.normalize(self.embed[i][2](hidden).flatten(2), dim=1)  # (B, D, N)
             embeds.append(e)
             logits.append(self.log_alpha[i].exp() * torch.einsum("bdn,bkd->bnk", e, text) + self.beta[i])
+            if self.obj is not None:
+                objs.append(self.obj[i](hidden).flatten(1))  # (B, N)
         logit = torch.cat(logits, 1)
+        obj = torch.cat(objs, 1) if objs else None
+        if obj is not None and not self.training:
+            logit = fuse_objectness(logit, obj)
         if mask is not None:
             logit = logit.masked_fill(~mask.unsqueeze(1), MASK_FILL)
-        return torch.cat(boxes, 2).transpose(1, 2), logit, torch.cat(embeds, 2).transpose(1, 2)
+        return torch.cat(boxes, 2).transpose(1, 2), logit, torch.cat(embeds, 2).transpose(1, 2), obj
 
     @torch.no_grad()
     def init_from_classifier(self, cls: nn.ModuleList, prompts: torch.Tensor) -> int:

@@ -22,6 +22,7 @@ class RawOutputs:
         strides: ``(A,)`` stride of each anchor in pixels.
         embeddings: ``(B, A, D)`` L2-normalised region embeddings (``None`` for a closed-set expert head).
         text: ``(B, K, D)`` L2-normalised text embeddings after the visual->text update (``None`` for the expert).
+        objectness: ``(B, A)`` class-agnostic objectness logits (``model.objectness``; None without the branch).
         aux_box_dist: ``(B, A, 4 * reg_max)`` auxiliary box head of the refined visual prompt (training only).
         dp_pairs: ``[(pred_i, target_i)]`` per scale for the domain-projection loss L_dp; ``target_i`` is already
             detached (stop-gradient). Empty when EDP is off, in eval mode, or after early termination.
@@ -37,6 +38,7 @@ class RawOutputs:
     strides: torch.Tensor
     embeddings: torch.Tensor | None = None
     text: torch.Tensor | None = None
+    objectness: torch.Tensor | None = None
     aux_box_dist: torch.Tensor | None = None
     dp_pairs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
@@ -50,5 +52,5 @@ class RawOutputs:
             return t.float() if t is not None and t.is_floating_point() and t.dtype != torch.float32 else t
 
         return replace(self, box_dist=f32(self.box_dist), logits=f32(self.logits), embeddings=f32(self.embeddings),
-                       text=f32(self.text), aux_box_dist=f32(self.aux_box_dist),
+                       text=f32(self.text), objectness=f32(self.objectness), aux_box_dist=f32(self.aux_box_dist),
                        dp_pairs=[(f32(p), f32(t)) for p, t in self.dp_pairs])

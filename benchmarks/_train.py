@@ -209,6 +209,11 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
     return apply_overrides(cfg, sets)
 
 
+LATER_MODEL_KEYS = {"objectness": False}
+"""Model switches added after results were cached: left out of the run key at these values, so earlier runs stay
+valid (their configs had no such key and behaved as these values do)."""
+
+
 def run_key(cfg: Any) -> str:
     """Content hash of a training config (output folder, workers and device excluded) and its benchmark."""
     from rtvp.config import to_dict
@@ -218,6 +223,9 @@ def run_key(cfg: Any) -> str:
         data["model"][key] = data.pop(key)
     if cfg.stage == "expert" or not cfg.expert_head_init:  # stage 1 ignores it; False is what runs did before it
         data.pop("expert_head_init")
+    for key, before in LATER_MODEL_KEYS.items():  # a switch added later, at the value every earlier run had
+        if data["model"].get(key) == before:
+            data["model"].pop(key, None)
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 

@@ -49,7 +49,7 @@ def draw_exemplars(gt: dict[str, Any], k: int, seed: int) -> tuple[list[tuple[di
 
 def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, split: str = "open_val",
                imgsz: int | None = None, text_weight: float = 0.0, device: str = "cpu",
-               batch: int = 8) -> dict[str, Any]:
+               batch: int = 8, iou_pooling: bool = True) -> dict[str, Any]:
     """Score exemplar prompts of the unseen classes (see the module docstring).
 
     Args:
@@ -62,6 +62,8 @@ def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, 
         text_weight: weight of the class text in each prompt (0: the boxes alone).
         device: torch device.
         batch: images per forward pass.
+        iou_pooling: pool each exemplar over the anchors whose predicted boxes match it (``Predictor.exemplar_iou``;
+            False: every anchor centre inside the box).
 
     Returns:
         ``{"k", "text_weight", "draws": [{"seed", "AP", "AP50", "scored_images", "exemplar_images"}], "AP_mean",
@@ -70,6 +72,7 @@ def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, 
     bench = Path(bench)
     gt = load_json(bench / "annotations" / f"{split}.json", "ground-truth")
     pred = Predictor(weights, device=device, imgsz=imgsz, conf=0.001, max_det=300, batch=batch)
+    pred.exemplar_iou = iou_pooling
     rows = []
     for seed in range(draws):
         picked, used = draw_exemplars(gt, k, seed)
@@ -86,7 +89,7 @@ def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, 
         m = evaluate(scored, results, "open")
         rows.append({"seed": seed, "AP": m["AP"], "AP50": m["AP50"], "scored_images": len(images),
                      "exemplar_images": len(used)})
-    out: dict[str, Any] = {"k": k, "text_weight": text_weight, "draws": rows}
+    out: dict[str, Any] = {"k": k, "text_weight": text_weight, "iou_pooling": iou_pooling, "draws": rows}
     for key in ("AP", "AP50"):
         values = [r[key] for r in rows if r[key] is not None]
         out[f"{key}_mean"] = statistics.fmean(values) if values else None

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import box_iou
 
 from rtvp.errors import ConfigError, DataError
 from rtvp.imaging import letterbox
@@ -104,15 +105,22 @@ def check_box(box: object, where: str) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
-def pool_regions(embeddings: torch.Tensor, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Region embedding of each box: the mean of the anchor embeddings whose centre lies inside it.
+def pool_regions(embeddings: torch.Tensor, points: torch.Tensor, boxes: torch.Tensor,
+                 pred_boxes: torch.Tensor | None = None, topk: int = 10) -> torch.Tensor:
+    """Region embedding of each box, pooled over the anchors that describe it.
 
-    A box with no anchor centre inside (smaller than the finest stride) takes the anchor nearest its centre.
+    Without ``pred_boxes``: the mean of the anchor embeddings whose centre lies inside the box. With ``pred_boxes``
+    (each anchor's decoded box): the IoU-weighted mean over the ``topk`` anchors whose predicted box overlaps the
+    given one most (centre inside when any is), i.e. the anchors the detector itself would use for that object,
+    as the task-aligned assigner picks them. A box with no anchor centre inside (smaller than the finest stride)
+    takes the anchor nearest its centre.
 
     Args:
         embeddings: ``(A, D)`` L2-normalised anchor embeddings (``RawOutputs.embeddings[b]``).
         points: ``(A, 2)`` anchor centres (x, y) in the same pixels as ``boxes``.
         boxes: ``(M, 4)`` xyxy.
+        pred_boxes: ``(A, 4)`` xyxy predicted box of each anchor, or None.
+        topk: anchors pooled per box with ``pred_boxes``.
 
     Returns:
         ``(M, D)`` L2-normalised region embeddings.
@@ -124,6 +132,12 @@ def pool_regions(embeddings: torch.Tensor, points: torch.Tensor, boxes: torch.Te
     empty = ~inside.any(1)
     inside[empty, nearest[empty]] = True
     weights = inside.to(embeddings.dtype)
+    if pred_boxes is not None:
+        iou = box_iou(boxes, pred_boxes.to(boxes.dtype)).to(embeddings.dtype) * weights  # (M, A), inside only
+        top = iou.topk(min(topk, iou.shape[1]), dim=1)
+        weights = torch.zeros_like(iou).scatter_(1, top.indices, top.values.clamp(min=1e-6))
+        weights = weights * inside  # the nearest-anchor fallback keeps its weight when nothing overlaps
+        weights[empty, nearest[empty]] = 1.0
     pooled = weights @ embeddings / weights.sum(1, keepdim=True)
     return F.normalize(pooled, dim=-1)
 
@@ -135,7 +149,7 @@ def group_names(exemplars: Sequence[Exemplar]) -> list[str]:
 
 def exemplar_vectors(
     exemplars: Sequence[Exemplar],
-    embed: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]],
+    embed: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
     load: Callable[[Path | str | np.ndarray], np.ndarray],
     imgsz: int,
     name_vectors: Callable[[list[str]], torch.Tensor] | None = None,
@@ -145,7 +159,8 @@ def exemplar_vectors(
 
     Args:
         exemplars: the example boxes.
-        embed: letterboxed ``(S, S, C)`` uint8 image -> ``(embeddings (A, D), anchor centres (A, 2))``.
+        embed: letterboxed ``(S, S, C)`` uint8 image -> ``(embeddings (A, D), anchor centres (A, 2), predicted boxes
+            (A, 4) or None)`` (see :func:`pool_regions`).
         load: reads an exemplar's image (path or array) as ``(H, W, C)`` uint8 with the model's channels.
         imgsz: letterbox side ``S``.
         name_vectors: names -> ``(N, D)`` projected text prompts, to mix in for named exemplars (None: no mixing).
@@ -169,10 +184,11 @@ def exemplar_vectors(
         if x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0:
             raise DataError(f"exemplar [{i}]: box {list(ex.box)} lies outside its {w}x{h} image")
         boxed, scale, (pad_x, pad_y) = letterbox(img, imgsz)
-        emb, points = embed(boxed)
+        emb, points, pred_boxes = embed(boxed)
         box = torch.tensor([[max(x1, 0) * scale + pad_x, max(y1, 0) * scale + pad_y,
                              min(x2, w) * scale + pad_x, min(y2, h) * scale + pad_y]], dtype=points.dtype)
-        shots[ex.name or UNNAMED].append(pool_regions(emb.float(), points.float(), box)[0])
+        pred = None if pred_boxes is None else pred_boxes.float()
+        shots[ex.name or UNNAMED].append(pool_regions(emb.float(), points.float(), box, pred)[0])
     vectors = F.normalize(torch.stack([torch.stack(shots[n]).mean(0) for n in names]), dim=-1)
     named = [i for i, n in enumerate(names) if n != UNNAMED]
     if name_vectors is not None and named and text_weight > 0:

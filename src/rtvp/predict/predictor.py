@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
-from rtvp.models.decode import postprocess
+from rtvp.models.decode import decode_boxes, postprocess
 from rtvp.models.outputs import RawOutputs
 from rtvp.predict.exemplars import Exemplar, exemplar_vectors
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model, text_table
@@ -212,6 +212,7 @@ class Predictor:
         self.last_names: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         self._active: PromptedModel | None = None  # bound lazily: the checkpoint vocabulary may need the encoder
+        self.exemplar_iou = True  # pool exemplar regions over the anchors whose predicted boxes match (else centres)
 
     @property
     def vocabulary(self) -> list[str]:
@@ -281,10 +282,11 @@ class Predictor:
         base, _ = bind_prompts(self.model, self.meta, None, self.encoder)
 
         @torch.no_grad()
-        def embed(boxed: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        def embed(boxed: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
             image = torch.from_numpy(boxed.transpose(2, 0, 1).copy())[None].to(self.device).float().div_(255.0)
             out = base(image)
-            return out.embeddings[0], out.anchors
+            pred = decode_boxes(out.box_dist[0].float(), out.anchors, out.strides) if self.exemplar_iou else None
+            return out.embeddings[0], out.anchors, pred
 
         resolved = Vocabulary.default().resolve_all(list(prompts)) if prompts else []
         names, vectors = exemplar_vectors(exemplars, embed, lambda src: load_source(src, self.channels), self.imgsz,

@@ -31,6 +31,19 @@ def test_pool_regions_averages_the_anchors_inside_and_falls_back_to_the_nearest(
     torch.testing.assert_close(out, torch.tensor([[r, r], [1.0, 0.0], [0.0, 1.0]]))
 
 
+def test_iou_pooling_weights_the_anchors_whose_predicted_boxes_match() -> None:
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]) / torch.tensor([[1.0], [1.0], [2**0.5], [1.0]])
+    points = torch.tensor([[4.0, 4.0], [8.0, 4.0], [12.0, 4.0], [40.0, 40.0]])  # anchor 3 lies outside the box
+    box = torch.tensor([[0.0, 0.0, 16.0, 8.0]])
+    pred = torch.tensor([[0.0, 0.0, 16.0, 8.0],    # IoU 1
+                         [0.0, 0.0, 8.0, 8.0],     # IoU 0.5
+                         [100.0, 100.0, 110.0, 110.0],  # IoU 0: never in the top 2
+                         [0.0, 0.0, 16.0, 8.0]])   # IoU 1 but its centre is outside: excluded
+    out = pool_regions(emb, points, box, pred, topk=2)
+    expected = torch.nn.functional.normalize(1.0 * emb[0] + 0.5 * emb[1], dim=0)
+    torch.testing.assert_close(out[0], expected)
+
+
 def _scene(size: int, x: int, y: int) -> np.ndarray:
     """Grey image with one textured 24x24 object at (x, y): a checkerboard of 6-px squares in red and blue."""
     img = np.full((size, size, 3), 128, np.uint8)

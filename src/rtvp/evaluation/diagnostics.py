@@ -3,10 +3,10 @@
 - **Class-agnostic recall** (:func:`agnostic_recall`): the fraction of unseen ground-truth boxes that some prediction
   among the image's top 100 (by score, any label) covers at IoU >= 0.5. Low: the model never proposes the defect.
 - **Oracle-box zero-shot accuracy** (:func:`oracle_accuracy`): for each unseen ground-truth box, the model's region
-  embedding at that box (the anchors whose centre lies inside it, pooled: ``rtvp.predict.exemplars.pool_regions``)
-  is classified against the class texts of its scene and of the whole benchmark; top-1 accuracy next to the chance
-  level (1 / number of candidates, averaged over the boxes). Low with high recall: the model finds the defect but
-  cannot name it.
+  embedding at that box (pooled over the anchors whose predicted boxes match it, as exemplar prompts are:
+  ``rtvp.predict.exemplars.pool_regions``) is classified against the class texts of its scene and of the whole
+  benchmark; top-1 accuracy next to the chance level (1 / number of candidates, averaged over the boxes). Low with
+  high recall: the model finds the defect but cannot name it.
 
 Both land in ``rtvp val --json`` (keys ``agnostic_AR100_50``, ``oracle_top1_scene``, ``oracle_top1_all`` and their
 ``oracle_chance_*``; per unseen class in ``per_class``).
@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.ops import box_iou
 
+from rtvp.models.decode import decode_boxes
 from rtvp.predict.exemplars import pool_regions
 from rtvp.predict.loading import PromptedModel
 
@@ -74,7 +75,7 @@ def agnostic_recall(gt: dict[str, Any], results: Sequence[dict[str, Any]], categ
 
 @torch.no_grad()
 def oracle_accuracy(prompted: PromptedModel, dataset: Any, categories: Sequence[dict[str, Any]],
-                    batch: int = 8) -> dict[str, Any]:
+                    batch: int = 8, iou_pooling: bool = True) -> dict[str, Any]:
     """Oracle-box zero-shot top-1 accuracy of the unseen ground truth.
 
     Args:
@@ -82,6 +83,8 @@ def oracle_accuracy(prompted: PromptedModel, dataset: Any, categories: Sequence[
         dataset: the un-augmented split (``DetectionDataset``; its ``categories`` are ``categories``).
         categories: every benchmark category (``split``, ``scene``, ``name``).
         batch: images per forward pass.
+        iou_pooling: pool over the anchors whose predicted boxes match the GT box (False: every anchor centre
+            inside it).
 
     Returns:
         ``{"oracle_top1_scene", "oracle_chance_scene", "oracle_top1_all", "oracle_chance_all", "oracle_instances",
@@ -104,7 +107,10 @@ def oracle_accuracy(prompted: PromptedModel, dataset: Any, categories: Sequence[
                 if not keep.any():
                     continue
                 cls = cls[keep]
-                emb = pool_regions(out.embeddings[i].float(), out.anchors.float(), b.gt_boxes[i][real][keep].to(device))
+                pred = decode_boxes(out.box_dist[i].float(), out.anchors.float(), out.strides.float()) \
+                    if iou_pooling else None
+                emb = pool_regions(out.embeddings[i].float(), out.anchors.float(),
+                                   b.gt_boxes[i][real][keep].to(device).float(), pred)
                 sims = (emb @ out.text[i].float().T).cpu()  # (M, K)
                 same = scene_of[None, :] == scene_of[cls][:, None]  # (M, K) candidates of the box's scene
                 stats["cls"].append(cls)

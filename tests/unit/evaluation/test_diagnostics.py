@@ -61,6 +61,7 @@ class _Stub(nn.Module):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(()))
         self.emb = emb
+        self.box_dist: torch.Tensor | None = None
 
     @property
     def model(self) -> nn.Module:  # PromptedModel.model: the detector whose train/eval mode is kept
@@ -69,8 +70,9 @@ class _Stub(nn.Module):
     def forward(self, images: torch.Tensor) -> SimpleNamespace:
         b = images.shape[0]
         anchors = torch.tensor([[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]])
-        return SimpleNamespace(embeddings=self.emb.expand(b, -1, -1), anchors=anchors,
-                               text=torch.eye(4).expand(b, -1, -1))
+        box_dist = self.box_dist.expand(b, -1, -1) if self.box_dist is not None else None
+        return SimpleNamespace(embeddings=self.emb.expand(b, -1, -1), anchors=anchors, strides=torch.full((4,), 8.0),
+                               box_dist=box_dist, text=torch.eye(4).expand(b, -1, -1))
 
 
 class _OneBatch(list):
@@ -87,11 +89,29 @@ def test_oracle_accuracy_scene_and_all_against_a_hand_computed_case() -> None:
     batch = Batch(images=torch.zeros(1, 3, 16, 16), gt_boxes=boxes, gt_labels=torch.tensor([[1, 2, 0]]),
                   gt_mask=torch.ones(1, 3, dtype=torch.bool), vocab_ids=torch.arange(4), image_ids=[1],
                   orig_sizes=torch.tensor([[16, 16]]), scales=torch.ones(1), pads=torch.zeros(1, 2))
-    out = oracle_accuracy(_Stub(emb), _OneBatch([batch]), CATS, batch=1)
+    out = oracle_accuracy(_Stub(emb), _OneBatch([batch]), CATS, batch=1, iou_pooling=False)
     assert out["oracle_top1_all"] == 0.5 and out["oracle_top1_scene"] == 1.0 and out["oracle_instances"] == 2
     assert out["oracle_chance_scene"] == 0.5 and out["oracle_chance_all"] == 0.25
     assert out["per_class"] == {"hole on steel": {"oracle_top1_scene": 1.0, "oracle_top1_all": 1.0, "instances": 1},
                                 "crack on glass": {"oracle_top1_scene": 1.0, "oracle_top1_all": 0.0, "instances": 1}}
+
+
+def test_oracle_iou_pooling_uses_the_anchor_whose_predicted_box_matches() -> None:
+    """Two anchor centres lie in the crack's box; only anchor 2's predicted box matches it, and it says crack."""
+    e = torch.eye(4)
+    emb = torch.stack([e[1], e[0], e[2], e[3]])
+    stub = _Stub(emb)
+    dist = torch.full((4, 4, 16), -1e4)  # DFL logits: one bin each -> ltrb distances in stride units (stride 8)
+    dist[:, :, 0] = 1e4  # every anchor: a 0-size box at its centre ...
+    dist[2, :, 0], dist[2, :, 1] = -1e4, 1e4  # ... except anchor 2 at (4, 12): 1 stride on each side -> 0..12, 4..20
+    stub.box_dist = dist.view(1, 4, 64)
+    boxes = torch.tensor([[[0.0, 4.0, 12.0, 20.0]]])  # holds the centres of anchors 0 (4, 4) and 2 (4, 12)
+    batch = Batch(images=torch.zeros(1, 3, 16, 16), gt_boxes=boxes, gt_labels=torch.tensor([[2]]),
+                  gt_mask=torch.ones(1, 1, dtype=torch.bool), vocab_ids=torch.arange(4), image_ids=[1],
+                  orig_sizes=torch.tensor([[16, 16]]), scales=torch.ones(1), pads=torch.zeros(1, 2))
+    assert oracle_accuracy(stub, _OneBatch([batch]), CATS, batch=1)["oracle_top1_all"] == 1.0  # anchor 2: crack
+    centre = oracle_accuracy(stub, _OneBatch([batch]), CATS, batch=1, iou_pooling=False)
+    assert centre["oracle_top1_all"] == 0.0  # the mean of hole and crack: a tie broken towards hole (index 1)
 
 
 @pytest.mark.parametrize("protocol", ["open", "generalized"])

@@ -142,3 +142,22 @@ def test_expert_gets_recall_but_no_oracle(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     m = json.loads(res.output)
     assert m["agnostic_AR100_50"] is not None and m["oracle_top1_scene"] is None and "no region" in m["oracle_note"]
+
+
+def test_saved_predictions_get_the_agnostic_recall_only(tmp_path) -> None:
+    bench = write_bench(tmp_path / "b")
+    gt = json.loads((bench / "annotations" / "open_val.json").read_text())
+    unseen = next(c["id"] for c in gt["categories"] if c["split"] == "unseen")
+    box = next(a["bbox"] for a in gt["annotations"] if a["category_id"] == unseen)
+    preds = tmp_path / "p.json"
+    preds.write_text(json.dumps([{"image_id": next(a["image_id"] for a in gt["annotations"]
+                                                   if a["category_id"] == unseen),
+                                  "category_id": unseen, "bbox": box, "score": 0.9}]))
+    res = CliRunner().invoke(app, ["val", "--data", str(bench), "--protocol", "open", "--predictions", str(preds),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output)
+    assert m["agnostic_AR100_50"] == 1.0 and "oracle_top1_all" not in m
+    off = CliRunner().invoke(app, ["val", "--data", str(bench), "--protocol", "open", "--predictions", str(preds),
+                                   "--json", "--no-diagnostics"])
+    assert "agnostic_AR100_50" not in json.loads(off.output)

@@ -7,6 +7,8 @@ kept (a retrained copy of it, needed for stage 2, is recorded as ``<cell>-rerun`
 resumes where it stopped.
 """
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +29,19 @@ out = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
 out.setdefault("machines", []).append(machine_info())
 
 
+def summarize(runs: dict) -> dict:
+    """Mean and sample sd of AP / AP50 and images/s over the seeds, per precision and stage (reruns left out)."""
+    out = {}
+    for name in ("fp32", "bf16"):
+        for stage, suffix in (("stage1", ""), ("stage2", "-stage2")):
+            cells = [v for k, v in runs.items() if re.fullmatch(rf"{name}-seed\d+{suffix}", k)]
+            if cells:
+                out[f"{name}-{stage}"] = {"seeds": len(cells), **{
+                    f"{key}_{f}": round(fn([c[key] for c in cells]), 2) if len(cells) > 1 or f == "mean" else None
+                    for key in ("AP", "AP50") for f, fn in (("mean", statistics.fmean), ("sd", statistics.stdev))}}
+    return out
+
+
 def cell(key: str, cfg, name: str) -> dict:
     """Train (or reuse) one run, score it on closed_val, record it under ``key``."""
     run = train_run(cfg, RUNS, name)
@@ -37,7 +52,8 @@ def cell(key: str, cfg, name: str) -> dict:
         out["runs"][key] = {"wall_s": run["wall_s"], "train_images_per_s": run["train_images_per_s"],
                             **{k: round(100 * m[k], 1) for k in ("AP", "AP50", "AP75")}}
         print(key, out["runs"][key], flush=True)
-        path.write_text(json.dumps(out, indent=1))
+    out["summary"] = summarize(out["runs"])
+    path.write_text(json.dumps(out, indent=1))
     return run
 
 

@@ -68,3 +68,5 @@ for seed in seeds:
             continue
         cell(f"{name}-seed{seed}-stage2", make_config(bench, "closed", budget, stage="full", train=train,
                                                       expert_weights=Path(expert["best"])), f"rtvpnet-closed-{name}")
+out["summary"] = summarize(out["runs"])
+path.write_text(json.dumps(out, indent=1))

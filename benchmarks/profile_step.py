@@ -24,7 +24,7 @@ PHASES = ("rtvp/forward", "rtvp/loss", "rtvp/backward", "rtvp/optimizer")
 def profile(name: str, mode: str, batch: int, imgsz: int, steps: int, top: int, fallback: bool) -> dict[str, Any]:
     """Profile ``steps`` steps of ``name`` in ``mode``: wall ms/step, per-phase ms/step, top ops by self CPU.
 
-    ``fallback``: :class:`rtvp.models.layers.Conv2d`'s fp32 fallback under bf16 autocast (rtvp's default: on).
+    ``fallback``: :class:`rtvp.models.layers.Conv2d`'s fp32 fallback under bf16 autocast (rtvp's default: off).
     """
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.quick:
         args.model, args.imgsz, args.batch, args.steps = "expert-tiny", 64, 4, 2
     run = BenchRun("profile_step", args)
-    runs = [(m, True) for m in args.modes] + [(m, False) for m in args.modes if m != "fp32"]
-    raw = {(mode if on else f"{mode}, no fp32 conv fallback"): profile(
+    runs = [(m, False) for m in args.modes] + [(m, True) for m in args.modes if m != "fp32"]
+    raw = {(f"{mode}, fp32 conv fallback" if on else mode): profile(
         args.model, mode, args.batch, args.imgsz, args.steps, args.top, on) for mode, on in runs}
     phases = Table("phases", f"{args.model}, batch {args.batch} at {args.imgsz} px: ms per step by phase "
                    f"({args.threads} threads)", ["precision", *PHASES, "other", "step"], digits=1)
@@ -77,9 +77,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                   ["op", "self ms/step", "% of step", "calls/step"], digits=1)
         t.rows = [[o["op"], o["self_ms"], 100 * o["self_ms"] / r["ms_per_step"], o["calls"]] for o in r["top_ops"]]
         tables.append(t)
-    notes = ["'no fp32 conv fallback' = before: every convolution trains in bf16 under autocast; the rows without it "
-             "run rtvp's default, where strided convolutions and those with <= 100 output pixels train in fp32 "
-             "(their bf16 weight gradient is 10-15x slower on some CPUs: `rtvp.models.layers.Conv2d`).",
+    notes = ["'fp32 conv fallback' (RTVP_BF16_CONV_FALLBACK=1, off by default): strided convolutions and those with "
+             "<= 100 output pixels train in fp32 under bf16 autocast (`rtvp.models.layers.Conv2d`): their bf16 weight "
+             "gradient stalls when another process holds a core; on a quiet machine it only costs time.",
              f"Mean over {args.steps} profiled steps after 1 warm-up step; the profiler adds overhead, so the step "
              "time here is above `train_speed.py`'s. 'other' = the step minus the four labelled phases (batch "
              "transfer, loss all-reduce, zero_grad). Random data, 6 classes, SAM trainable (no mobile_sam.pt)."]

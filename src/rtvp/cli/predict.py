@@ -25,6 +25,8 @@ def predict(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     save_maps: bool = typer.Option(False, "--save-maps", help="Write uncertainty/selection overlays (Fig. 13)."),
     save_images: bool = typer.Option(True, "--save-images/--no-save-images", help="Write images with boxes."),
+    amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast forward on the CPU (checkpoints; faster "
+                             "on CPUs with AMX / AVX-512 BF16, boxes within bf16 rounding of fp32)."),
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 
@@ -48,6 +50,13 @@ def predict(
             raise ConfigError(f"--exemplars needs the checkpoint: {weights.name} has its prompts baked in at export")
     sources = iter_sources(source)
     predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
+    if amp:
+        if not hasattr(predictor, "amp"):
+            from rtvp.errors import ConfigError
+
+            raise ConfigError(f"--amp applies to checkpoints: {weights.name} runs in its runtime's precision (export "
+                              "OpenVINO, which picks bf16 itself on CPUs that have it)")
+        predictor.amp = predictor.device.type == "cpu"
     summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images,
                                exemplars=shots)
     _report(summary, out, from_checkpoint=words is None and shots is None)

@@ -6,6 +6,7 @@ Conventions (YOLOv8): ``Conv`` = bias-free Conv2d + BatchNorm2d (eps 1e-3, momen
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
@@ -14,23 +15,29 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
 
 
-_BF16_CONV_FALLBACK = [True]
+_BF16_CONV_FALLBACK = [os.environ.get("RTVP_BF16_CONV_FALLBACK", "0") == "1"]
 
 
 def set_bf16_conv_fallback(enabled: bool) -> bool:
-    """Turn the fp32 fallback of :class:`Conv2d` under CPU bf16 autocast on or off; returns the previous setting."""
+    """Turn the fp32 fallback of :class:`Conv2d` under CPU bf16 autocast on or off; returns the previous setting.
+
+    Off by default; ``RTVP_BF16_CONV_FALLBACK=1`` in the environment turns it on for a whole run.
+    """
     previous, _BF16_CONV_FALLBACK[0] = _BF16_CONV_FALLBACK[0], bool(enabled)
     return previous
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and ``state_dict``) that trains in fp32 where oneDNN's bf16 kernels are slow.
+    """``nn.Conv2d`` (same parameters and ``state_dict``) that can train in fp32 where oneDNN's bf16 kernels stall.
 
-    Under CPU bf16 autocast, the weight gradient of a strided convolution, or of one whose output has at most 100
-    pixels, is 10-15x slower in bf16 than in fp32 on an AMD EPYC Zen 4 (torch 2.14, oneDNN): 58 ms vs 5 ms for a
-    3x3 128->128 conv on 8x128x10x10 (``benchmarks/profile_step.py``). Such a convolution runs in fp32 when it
-    trains under bf16 autocast (its input is cast up; its output stays fp32, the next op casts it back down). Only
-    training is affected: in eval mode or without grad the forward is the plain bf16 one.
+    On an AMD EPYC Zen 4 (torch 2.14, oneDNN, 2 threads) the bf16 weight gradient of a strided convolution, or of one
+    whose output has at most 100 pixels, took 10-15x longer than in fp32 while another process held a core (58 ms vs
+    5 ms for a 3x3 128->128 conv on 8x128x10x10): the kernel waits on its threads, and a descheduled thread stalls
+    it. With the fallback on, such a convolution trains in fp32 under bf16 autocast (input cast up, output left in
+    fp32 for the next op to cast down): a rtvpnet-n step went from 2.9 s to 1.9 s on the shared machine. On a quiet
+    machine the bf16 kernels are fine and the fallback costs 7.5 % (``benchmarks/profile_step.py``: 1128 vs 1049 ms),
+    so it is off by default: turn it on (``RTVP_BF16_CONV_FALLBACK=1``) when training shares the CPU, e.g. with
+    dataloader workers on a small machine. Inference is never affected.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

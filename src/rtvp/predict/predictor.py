@@ -122,8 +122,8 @@ file with such boxes is refused by ``rtvp val --predictions``)."""
 
 @torch.no_grad()
 def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, class_names: list[str],
-              conf: float, iou: float, max_det: int,
-              with_maps: bool = False) -> tuple[list[Detections], list[dict[str, np.ndarray]]]:
+              conf: float, iou: float, max_det: int, with_maps: bool = False,
+              amp: bool = False) -> tuple[list[Detections], list[dict[str, np.ndarray]]]:
     """Run the prompted model on a letterboxed batch and map the detections back to original pixels.
 
     Args:
@@ -135,11 +135,16 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
         iou: NMS IoU threshold.
         max_det: detections per image.
         with_maps: also return the RVP uncertainty/selection maps in original pixels.
+        amp: the forward under CPU bf16 autocast (decoding, NMS and maps in fp32).
 
     Returns:
         ``(detections per image, maps per image)`` (maps are empty dicts unless asked and the model has RVP).
     """
-    outputs = prompted(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        outputs = prompted(images)
+    if amp:  # decoding, NMS and maps in fp32
+        outputs = outputs.float()
+        outputs.maps = {k: [m.float() for m in v] for k, v in outputs.maps.items()}
     dets = []
     for b, (boxes, scores, labels, anchors) in enumerate(select(outputs, conf, iou, max_det)):
         h, w = (int(v) for v in geo.sizes[b])
@@ -182,6 +187,9 @@ class Predictor:
         iou: class-aware NMS IoU threshold.
         max_det: detections per image.
         batch: images per forward pass.
+        amp: run the model under CPU bf16 autocast (decoding and NMS stay fp32): on the AMD EPYC of
+            ``benchmarks/results/cost/runtimes-quiet`` expert-n 24.0 vs 34.2 ms at 320 px, rtvpnet-n 75.3 vs
+            98.9 ms; off by default, so ``rtvp val`` numbers stay fp32. Needs a CPU with native bf16 to pay off.
 
     Attributes:
         vocabulary: the checkpoint's class texts.
@@ -193,8 +201,9 @@ class Predictor:
     """
 
     def __init__(self, weights: Path | str | dict, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
-                 iou: float = 0.7, max_det: int = 300, batch: int = 8) -> None:
+                 iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False) -> None:
         self.device = resolve_device(device)
+        self.amp = bool(amp) and self.device.type == "cpu"
         self.model, self.meta = load_model(weights, self.device, fuse=True)
         self.imgsz = int(imgsz or self.meta.imgsz)
         if self.imgsz < 32 or self.imgsz % 32:
@@ -351,7 +360,8 @@ class Predictor:
                               np.array([img.shape[:2] for _, _, img in read]))
             batch = torch.from_numpy(np.stack([b for b, _, _ in boxed]).transpose(0, 3, 1, 2).copy())
             batch = batch.to(self.device).float().div_(255.0)
-            dets, maps = run_batch(prompted, batch, geo, names, self.conf, self.iou, self.max_det, save_maps)
+            dets, maps = run_batch(prompted, batch, geo, names, self.conf, self.iou, self.max_det, save_maps,
+                                   amp=self.amp)
             for (i, src, img), d, m in zip(read, dets, maps, strict=True):
                 name = f"array<{i}>" if isinstance(src, np.ndarray) else str(src)
                 yield Prediction(src, name, img, d, m)

@@ -240,3 +240,14 @@ def test_bound_prompt_lists_are_bounded(monkeypatch, ckpt):
     for prompts in (["scratch"], ["hole"], ["crack"], ["hole"]):
         predictor.set_prompts(prompts)
     assert list(predictor._bound) == [("crack",), ("hole",)]
+
+
+def test_bf16_autocast_inference_stays_close_to_fp32(ckpt):
+    img = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    img[16:40, 20:44] = 240
+    fp32 = Predictor(ckpt, conf=0.0, max_det=20).predict([img])[0]
+    bf16 = Predictor(ckpt, conf=0.0, max_det=20, amp=True).predict([img])[0]
+    assert len(bf16) == len(fp32) == 20 and bf16.xyxy.dtype == fp32.xyxy.dtype
+    assert abs(float(bf16.confidence.max()) - float(fp32.confidence.max())) < 0.02  # bf16: ~3 significant digits
+    top = int(fp32.confidence.argmax())
+    assert np.abs(bf16.xyxy - fp32.xyxy[top]).sum(1).min() < 2.0  # the best box is found again within 2 px

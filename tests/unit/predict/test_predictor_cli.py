@@ -143,3 +143,11 @@ def test_predict_with_exemplars_writes_their_names(tmp_path, weights):
     res = _run("--weights", str(tmp_path / "m.onnx"), "--source", str(paths[0]), "--exemplars", str(ex), "--out",
                str(out))
     assert isinstance(res.exception, ConfigError) and "baked in at export" in str(res.exception)
+
+
+def test_predict_amp_flag_runs_bf16(tmp_path, weights):
+    paths = write_images(tmp_path / "src", [(64, 64)])
+    res = _run("--weights", str(weights), "--source", str(paths[0]), "--amp", "--conf", "0.0", "--max-det", "3",
+               "--out", str(tmp_path / "o"), "--no-save-images")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads((tmp_path / "o" / "predictions.json").read_text())) == 3

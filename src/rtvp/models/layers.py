@@ -30,14 +30,15 @@ def set_bf16_conv_fallback(enabled: bool) -> bool:
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and ``state_dict``) that can train in fp32 where oneDNN's bf16 kernels stall.
 
-    On an AMD EPYC Zen 4 (torch 2.14, oneDNN, 2 threads) the bf16 weight gradient of a strided convolution, or of one
-    whose output has at most 100 pixels, took 10-15x longer than in fp32 while another process held a core (58 ms vs
-    5 ms for a 3x3 128->128 conv on 8x128x10x10): the kernel waits on its threads, and a descheduled thread stalls
-    it. With the fallback on, such a convolution trains in fp32 under bf16 autocast (input cast up, output left in
-    fp32 for the next op to cast down): a rtvpnet-n step went from 2.9 s to 1.9 s on the shared machine. On a quiet
-    machine the bf16 kernels are fine and the fallback costs 7.5 % (``benchmarks/profile_step.py``: 1128 vs 1049 ms),
-    so it is off by default: turn it on (``RTVP_BF16_CONV_FALLBACK=1``) when training shares the CPU, e.g. with
-    dataloader workers on a small machine. Inference is never affected.
+    On an AMD EPYC Zen 4 (torch 2.14, oneDNN, 2 threads) the bf16 weight gradient of a strided convolution, or of
+    one whose output has at most 100 pixels, took 10-15x longer than in fp32 while another process held a core
+    (58 ms vs 5 ms for a 3x3 128->128 conv on 8x128x10x10, a one-off measurement): the kernel waits on its threads,
+    and a descheduled thread stalls it. With the fallback on, such a convolution trains in fp32 under bf16 autocast
+    (input cast up, output left in fp32 for the next op to cast down): a rtvpnet-n step went from 2.9 s to 1.9 s on
+    the shared machine. On a quiet machine the bf16 kernels are fine and the fallback costs 9.6 % of a rtvpnet-n
+    step (``benchmarks/results/profile_step/epyc-rtvpnet-n-320``: 1204 vs 1098 ms), so it is off by default: turn
+    it on (``RTVP_BF16_CONV_FALLBACK=1``) when training shares the CPU, e.g. with dataloader workers on a small
+    machine. Inference is never affected.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -244,6 +244,20 @@ def test_train_speed_quick(work: Path) -> None:
     assert all(float(r["ms/batch"]) > 0 for r in loader)
 
 
+def test_profile_step_quick(work: Path) -> None:
+    import profile_step
+
+    profile_step.main(_argv(work))
+    res = _results(work, "profile_step")
+    assert set(res["raw"]) == {"fp32", "bf16 + channels_last", "bf16 + channels_last, fp32 conv fallback"}
+    for r in res["raw"].values():  # the four labelled phases fit inside the measured step
+        phases = [r["phases_ms"][p] for p in profile_step.PHASES]
+        assert all(v > 0 for v in phases) and sum(phases) <= r["ms_per_step"] * 1.05
+        assert r["top_ops"] and not any(o["op"].startswith("rtvp/") for o in r["top_ops"])
+    rows = _csv(work, "profile_step", "phases")
+    assert [r["precision"] for r in rows] == list(res["raw"])
+
+
 def test_yolo_venv_sees_the_running_environment(tmp_path: Path) -> None:
     """The Ultralytics venv is made with --system-site-packages, which inherits the *base* interpreter's packages,
     not those of the venv rtvp runs in; the .pth link makes them visible (here: numpy and torch)."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rtvp.config import from_dict, load_yaml, to_dict
+from rtvp.config import from_dict, to_dict
 from rtvp.errors import ConfigError
 from rtvp.fileio import read_yaml
 
@@ -246,7 +246,7 @@ def _extended(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The raw mapping of ``path`` with its ``extends`` chain applied."""
     data = read_yaml(path, "config file", error=ConfigError) or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of recipe keys at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
     base = data.pop("extends", None)
     if base is None:
         return data
@@ -266,11 +266,8 @@ def load_recipe(path: str | Path) -> Recipe:
 
     A recipe with ``extends`` is merged onto its base first (see the module docstring).
     """
-    raw = read_yaml(path, "config file", error=ConfigError)
-    if isinstance(raw, dict) and "extends" in raw:
-        return recipe_from_dict(_extended(Path(path)), str(path))
     try:
-        recipe = load_yaml(Recipe, path)
+        recipe = from_dict(Recipe, _extended(Path(path)), where=str(path))  # each file of the chain read once
     except ConfigError as e:
         if str(path) in str(e):
             raise

@@ -20,16 +20,11 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from torchvision.ops import box_iou
 
+from rtvp.boxes import iou_xywh
 from rtvp.models.decode import decode_boxes
 from rtvp.predict.exemplars import pool_regions
 from rtvp.predict.loading import PromptedModel
-
-
-def _xyxy(bbox: Sequence[float]) -> list[float]:
-    x, y, w, h = bbox
-    return [x, y, x + w, y + h]
 
 
 def agnostic_recall(gt: dict[str, Any], results: Sequence[dict[str, Any]], category_ids: Iterable[int],
@@ -52,7 +47,7 @@ def agnostic_recall(gt: dict[str, Any], results: Sequence[dict[str, Any]], categ
     boxes: dict[int, list[tuple[int, list[float]]]] = defaultdict(list)
     for a in gt["annotations"]:
         if a["category_id"] in wanted and not a.get("iscrowd", 0):
-            boxes[a["image_id"]].append((a["category_id"], _xyxy(a["bbox"])))
+            boxes[a["image_id"]].append((a["category_id"], a["bbox"]))
     preds: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         if r["image_id"] in boxes:
@@ -60,11 +55,10 @@ def agnostic_recall(gt: dict[str, Any], results: Sequence[dict[str, Any]], categ
     found, total = defaultdict(int), defaultdict(int)
     for image_id, gts in boxes.items():
         top = sorted(preds[image_id], key=lambda r: -r["score"])[:max_dets]
-        hit = torch.zeros(len(gts), dtype=torch.bool)
-        if top:
-            ious = box_iou(torch.tensor([b for _, b in gts]), torch.tensor([_xyxy(r["bbox"]) for r in top]))
-            hit = ious.amax(1) >= iou
-        for (cid, _), h in zip(gts, hit.tolist(), strict=True):
+        hit = [False] * len(gts)
+        if top:  # COCO xywh on both sides
+            hit = (iou_xywh([b for _, b in gts], [r["bbox"] for r in top]).max(1) >= iou).tolist()
+        for (cid, _), h in zip(gts, hit, strict=True):
             total[cid] += 1
             found[cid] += int(h)
     n = sum(total.values())

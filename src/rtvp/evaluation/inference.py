@@ -13,7 +13,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,8 +120,9 @@ def open_diagnostics(weights: str | Path | dict, bench: Path, split: str, result
         (no region embeddings).
     """
     from rtvp.evaluation.diagnostics import agnostic_recall, oracle_accuracy
+    from rtvp.evaluation.evaluator import load_json
 
-    gt = json.loads((Path(bench) / "annotations" / f"{split}.json").read_text(encoding="utf-8"))
+    gt = load_json(Path(bench) / "annotations" / f"{split}.json", "ground-truth")
     unseen = [c["id"] for c in gt["categories"] if c.get("split", "seen") == "unseen"]
     recall = agnostic_recall(gt, results, unseen)
     model, meta = load_model(weights, resolve_device(device), fuse=True)

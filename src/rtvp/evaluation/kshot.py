@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rtvp.boxes import xywh_to_xyxy
 from rtvp.errors import DataError
 from rtvp.evaluation.evaluator import evaluate, load_json
 from rtvp.predict.exemplars import Exemplar
@@ -73,14 +74,15 @@ def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, 
     gt = load_json(bench / "annotations" / f"{split}.json", "ground-truth")
     pred = Predictor(weights, device=device, imgsz=imgsz, conf=0.001, max_det=300, batch=batch)
     pred.exemplar_iou = iou_pooling
+    files = {im["id"]: im["file_name"] for im in gt["images"]}
     rows = []
     for seed in range(draws):
         picked, used = draw_exemplars(gt, k, seed)
-        names = {c["id"]: str(c.get("text") or c["name"]) for c, _ in picked}
-        shots = [Exemplar(bench / gt_image(gt, a["image_id"])["file_name"], xyxy(a["bbox"]), names[c["id"]])
-                 for c, a in picked]
+        cat_of = {str(c.get("text") or c["name"]): c["id"] for c, _ in picked}  # prompt name -> category id
+        shots = [Exemplar(bench / files[a["image_id"]], tuple(float(v) for v in xywh_to_xyxy(a["bbox"])[0]),
+                          str(c.get("text") or c["name"])) for c, a in picked]
         pred.set_exemplars(shots, text_weight=text_weight)
-        cat_ids = [next(i for i, n in names.items() if n == p) for p in pred.prompts]  # prompt order -> category
+        cat_ids = [cat_of[p] for p in pred.prompts]  # prompt order -> category
         images = [im for im in gt["images"] if im["id"] not in used]
         results = []
         for im, dets in zip(images, pred.predict([bench / im["file_name"] for im in images]), strict=True):
@@ -95,17 +97,6 @@ def kshot_eval(weights: str | Path | dict, bench: Path, k: int, draws: int = 3, 
         out[f"{key}_mean"] = statistics.fmean(values) if values else None
         out[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
     return out
-
-
-def gt_image(gt: dict[str, Any], image_id: int) -> dict[str, Any]:
-    """The image record of ``image_id``."""
-    return next(im for im in gt["images"] if im["id"] == image_id)
-
-
-def xyxy(bbox: list[float]) -> tuple[float, float, float, float]:
-    """COCO ``[x, y, w, h]`` -> ``(x1, y1, x2, y2)``."""
-    x, y, w, h = bbox
-    return float(x), float(y), float(x + w), float(y + h)
 
 
 __all__ = ["draw_exemplars", "kshot_eval"]

@@ -33,7 +33,7 @@ def predict(
     Without --prompts (or --exemplars) the checkpoint's own vocabulary is used. Exported files (.onnx, .xml) run on
     the CPU with the vocabulary baked in at export.
     """
-    from rtvp.deploy.runners import open_predictor
+    from rtvp.deploy.runners import is_exported, open_predictor
     from rtvp.predict.inputs import iter_sources
     from rtvp.predict.outputs import check_output_dir, save_predictions
     from rtvp.vocabulary import parse_prompts
@@ -46,17 +46,11 @@ def predict(
         from rtvp.predict.exemplars import load_exemplars
 
         shots = load_exemplars(exemplars)
-        if weights.suffix.lower() in (".onnx", ".xml"):
+        if is_exported(weights):
             raise ConfigError(f"--exemplars needs the checkpoint: {weights.name} has its prompts baked in at export")
     sources = iter_sources(source)
-    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
-    if amp:
-        if not hasattr(predictor, "amp"):
-            from rtvp.errors import ConfigError
-
-            raise ConfigError(f"--amp applies to checkpoints: {weights.name} runs in its runtime's precision (export "
-                              "OpenVINO, which picks bf16 itself on CPUs that have it)")
-        predictor.amp = predictor.device.type == "cpu"
+    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch,
+                               amp=amp)
     summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images,
                                exemplars=shots)
     _report(summary, out, from_checkpoint=words is None and shots is None)

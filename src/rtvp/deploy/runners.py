@@ -16,7 +16,7 @@ def is_exported(weights: str | Path) -> bool:
 
 
 def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
-                   iou: float = 0.7, max_det: int = 300, batch: int = 8) -> Any:
+                   iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False) -> Any:
     """A predictor with the ``Predictor`` contract for a checkpoint, an ``.onnx`` file or an OpenVINO ``.xml``.
 
     Args:
@@ -27,18 +27,22 @@ def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None =
         iou: NMS IoU threshold.
         max_det: detections per image.
         batch: images per forward pass.
+        amp: bf16 autocast forward (checkpoints on the CPU, ``Predictor(amp=...)``).
 
     Raises:
-        ConfigError: a GPU device or another size for an exported file (the message names the fix).
+        ConfigError: a GPU device, another size or ``amp`` for an exported file (the message names the fix).
     """
     path = Path(weights)
     kind = EXPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         from rtvp.predict.predictor import Predictor
 
-        return Predictor(path, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch)
+        return Predictor(path, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch, amp=amp)
     if device != "cpu":
         raise ConfigError(f"{path}: {kind} files run on the CPU; drop --device {device} (or use the checkpoint)")
+    if amp:
+        raise ConfigError(f"{path}: --amp applies to checkpoints; {kind} files run in their runtime's precision "
+                          "(export OpenVINO, which picks bf16 itself on CPUs that have it)")
     if path.suffix.lower() == ".onnx":
         from rtvp.deploy.onnx_runner import OnnxPredictor as Runner
     else:

@@ -151,3 +151,5 @@ def test_predict_amp_flag_runs_bf16(tmp_path, weights):
                "--out", str(tmp_path / "o"), "--no-save-images")
     assert res.exit_code == 0, res.output
     assert len(json.loads((tmp_path / "o" / "predictions.json").read_text())) == 3
+    res = _run("--weights", str(tmp_path / "m.onnx"), "--source", str(paths[0]), "--amp", "--out", str(tmp_path / "o"))
+    assert isinstance(res.exception, ConfigError) and "--amp applies to checkpoints" in str(res.exception)

@@ -19,7 +19,8 @@ RANK = {
     "api": 10, "service": 10, "cli": 11,
 }
 SIBLINGS_APART = [("training", "predict"), ("evaluation", "deploy"), ("annotate", "tasks")]
-LEAVES = {"registry", "errors", "structures", "boxes", "config", "fileio", "imaging", "__init__", "vocabulary"}
+LEAVES = {"registry", "errors", "structures", "boxes", "config", "fileio", "imaging", "__init__", "vocabulary",
+          "masks"}
 
 
 def _package(mod: str) -> str:

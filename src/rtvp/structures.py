@@ -81,6 +81,8 @@ class Batch:
         orig_sizes: ``(B, 2)`` original ``(h, w)``.
         scales: ``(B,)`` letterbox resize ratio (letterboxed = original * scale + pad).
         pads: ``(B, 2)`` letterbox ``(pad_x, pad_y)`` in pixels.
+        gt_segs: ``(B, M, H / 4, W / 4)`` uint8 instance-mask targets (datasets with ``masks``), else None.
+        gt_seg_valid: ``(B, M)`` bool, True where the instance has a real mask, else None.
     """
 
     images: torch.Tensor
@@ -92,6 +94,8 @@ class Batch:
     orig_sizes: torch.Tensor
     scales: torch.Tensor
     pads: torch.Tensor
+    gt_segs: torch.Tensor | None = None
+    gt_seg_valid: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Return a copy with every tensor moved to ``device``."""
@@ -111,6 +115,7 @@ class Detections:
         class_id: ``(N,)`` int64 index into ``class_names``.
         class_names: the vocabulary the class ids refer to.
         data: optional per-detection arrays (first dim N), e.g. ``{"embedding": (N, D)}``.
+        mask: optional ``(N, H, W)`` bool instance masks in original pixels (models with ``model.masks``).
     """
 
     xyxy: np.ndarray
@@ -118,6 +123,7 @@ class Detections:
     class_id: np.ndarray
     class_names: list[str] = field(default_factory=list)
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -130,6 +136,10 @@ class Detections:
         for k, v in self.data.items():
             if len(v) != n:
                 raise ValueError(f"Detections.data['{k}'] has {len(v)} rows, expected {n}")
+        if self.mask is not None:
+            self.mask = np.asarray(self.mask, dtype=bool)
+            if self.mask.ndim != 3 or len(self.mask) != n:
+                raise ValueError(f"Detections.mask must be (N={n}, H, W) bool, got {self.mask.shape}")
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -142,7 +152,8 @@ class Detections:
     def __getitem__(self, index: Any) -> Detections:
         """Select detections with a boolean mask, an index array or a slice."""
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index], self.class_names,
-                          {k: v[index] for k, v in self.data.items()})
+                          {k: v[index] for k, v in self.data.items()},
+                          None if self.mask is None else self.mask[index])
 
     @property
     def labels(self) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rtvp.data.masks import densify_ring
 from rtvp.errors import DataError
 from rtvp.fileio import read_json
 
@@ -70,14 +71,19 @@ def _rle_polygons(seg: dict[str, Any], h: int, w: int) -> list[np.ndarray]:
     return [c.reshape(-1, 2).astype(np.float32) + 0.5 for c in contours if len(c) >= 3]
 
 
-def _polygons(seg: Any, h: int, w: int, where: str) -> list[np.ndarray]:
-    """COCO segmentation (polygon list or RLE dict) -> list of ``(P, 2)`` float32 polygons (may be empty)."""
+def _polygons(seg: Any, h: int, w: int, where: str, step: float = 0.0) -> list[np.ndarray]:
+    """COCO segmentation (polygon list or RLE dict) -> list of ``(P, 2)`` float32 polygons (may be empty).
+
+    With ``step > 0`` every ring is densified to points at most ``step`` pixels apart (mask targets).
+    """
     if not seg:
         return []
     try:
         if isinstance(seg, dict):
-            return _rle_polygons(seg, h, w)
-        return [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in seg if len(p) >= 6 and len(p) % 2 == 0]
+            rings = _rle_polygons(seg, h, w)
+        else:
+            rings = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in seg if len(p) >= 6 and len(p) % 2 == 0]
+        return [densify_ring(r, step) for r in rings] if step > 0 else rings
     except (TypeError, ValueError, KeyError) as e:
         raise DataError(f"{where}: malformed 'segmentation' ({e}); expected COCO polygons or an RLE dict") from e
 
@@ -127,7 +133,7 @@ def _seen_mask(cats: list[dict[str, Any]], path: Path) -> np.ndarray:
     return np.array([c["split"] == "seen" for c in cats], dtype=bool)
 
 
-def load_split(path: Path, bench: Path, seen_only: bool, with_polygons: bool
+def load_split(path: Path, bench: Path, seen_only: bool, with_polygons: bool, densify: int = 0
                ) -> tuple[list[dict[str, Any]], list[ImageEntry], int, np.ndarray]:
     """Read a COCO split file.
 
@@ -136,6 +142,8 @@ def load_split(path: Path, bench: Path, seen_only: bool, with_polygons: bool
         bench: benchmark root (``file_name`` is relative to it).
         seen_only: keep only categories with ``split == "seen"`` (others' annotations are dropped).
         with_polygons: parse segmentation into outline polygons (else every outline is the box corners).
+        densify: when > 0, polygon rings get a point every ``long side / densify`` pixels (mask targets; see
+            ``rtvp.data.masks``).
 
     Returns:
         ``(categories sorted by id, entries in image-id order, number of dropped annotations, keep (C,) bool)``.
@@ -172,7 +180,8 @@ def load_split(path: Path, bench: Path, seen_only: bool, with_polygons: bool
                 continue
             boxes.append((x1, y1, x2, y2))
             labels.append(ci)
-            polys.append(_polygons(ann.get("segmentation"), h, w, awhere) if with_polygons else [])
+            step = max(w, h) / densify if densify > 0 else 0.0
+            polys.append(_polygons(ann.get("segmentation"), h, w, awhere, step) if with_polygons else [])
         box_arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         pts, owner, part, polygonal = _outlines(box_arr, polys)
         entries.append(ImageEntry(

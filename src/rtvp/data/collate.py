@@ -25,6 +25,8 @@ class Sample:
         pad: letterbox ``(pad_x, pad_y)`` of the base image.
         index: dataset index.
         epoch: epoch the sample was drawn for (part of its random seed).
+        masks: ``(N, S / 4, S / 4)`` uint8 instance-mask targets (datasets with ``masks``), else None.
+        has_mask: ``(N,)`` bool, True where the instance has a real mask (box-only instances: False).
     """
 
     image: np.ndarray
@@ -36,6 +38,8 @@ class Sample:
     pad: tuple[int, int]
     index: int
     epoch: int
+    masks: np.ndarray | None = None
+    has_mask: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Collator:
             slots[i, :n] = remap_labels(s.labels, vocab_ids, n_cat)
             mask[i, :n] = True
             images[i] = s.image.transpose(2, 0, 1)
+        segs, seg_valid = _stack_masks(samples, m)
         return Batch(
             images=torch.from_numpy(images).float().div_(255.0),
             gt_boxes=torch.from_numpy(boxes),
@@ -97,4 +102,19 @@ class Collator:
             orig_sizes=torch.tensor([s.orig_size for s in samples], dtype=torch.long),
             scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
             pads=torch.tensor([s.pad for s in samples], dtype=torch.float32),
+            gt_segs=segs,
+            gt_seg_valid=seg_valid,
         )
+
+
+def _stack_masks(samples: list[Sample], m: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(B, M, h, w)`` uint8 mask targets and ``(B, M)`` bool validity, or ``(None, None)`` without masks."""
+    if samples[0].masks is None:
+        return None, None
+    h, w = samples[0].masks.shape[1:]
+    segs = np.zeros((len(samples), m, h, w), dtype=np.uint8)
+    valid = np.zeros((len(samples), m), dtype=bool)
+    for i, s in enumerate(samples):
+        segs[i, : len(s.masks)] = s.masks
+        valid[i, : len(s.has_mask)] = s.has_mask
+    return torch.from_numpy(segs), torch.from_numpy(valid)

@@ -58,12 +58,14 @@ class DataConfig(AugmentConfig):
         vocab: ``"all"`` -> every allowed class in fixed order; ``"sampled"`` -> per-batch vocabulary of the
             classes present plus random allowed negatives.
         vocab_size: vocabulary slots ``K`` (``0`` -> the number of allowed classes); padded with ``-1``.
+        masks: also produce instance-mask targets (``Sample.masks``, ``Batch.gt_segs``; ``rtvp.data.masks``).
     """
 
     imgsz: int = 640
     channels: int | None = 3
     vocab: Literal["all", "sampled"] = "all"
     vocab_size: int = 0
+    masks: bool = False
 
     def __post_init__(self) -> None:
         validate(self)

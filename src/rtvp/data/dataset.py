@@ -21,6 +21,7 @@ from rtvp.data.annotations import load_split
 from rtvp.data.collate import Collator, Sample
 from rtvp.data.config import AUTO_CACHE_BYTES, DataConfig
 from rtvp.data.copy_paste import InstanceBank, paste
+from rtvp.data.masks import instance_masks
 from rtvp.data.mosaic import mosaic4
 from rtvp.data.transforms import Annotated, affine_matrix, flip, hsv_jitter, pad_square, resize_long_side, warp
 from rtvp.data.vocab import resolve_size
@@ -37,7 +38,7 @@ class DetectionDataset(Dataset):
         split: split name, e.g. ``"closed_train"``, ``"open_val"``.
         protocol: ``"closed"`` (every category allowed) or ``"open"`` (only ``seen`` categories on ``*_train``
             splits; every category on other splits: the evaluator picks the vocabulary there).
-        imgsz, channels, vocab, vocab_size, mosaic, mosaic_stop_epoch, flip, flipud, hsv, affine, copy_paste,
+        imgsz, channels, vocab, vocab_size, masks, mosaic, mosaic_stop_epoch, flip, flipud, hsv, affine, copy_paste,
             cache: see :class:`rtvp.data.config.DataConfig`.
         augment: apply the training augmentations (off: plain letterbox).
         seed: base seed of every random choice.
@@ -61,8 +62,9 @@ class DetectionDataset(Dataset):
                  mosaic_stop_epoch: int | None = None, flip: float = 0.5, flipud: float = 0.0,
                  hsv: tuple[float, float, float] = (0.015, 0.7, 0.4),
                  affine: tuple[float, float, float, float] = (0.0, 0.1, 0.5, 0.0), copy_paste: float = 0.2,
-                 seed: int = 0, cache: bool | None = None) -> None:
-        self.cfg = DataConfig(imgsz=imgsz, channels=channels, vocab=vocab, vocab_size=vocab_size, mosaic=mosaic,
+                 seed: int = 0, cache: bool | None = None, masks: bool = False) -> None:
+        self.cfg = DataConfig(imgsz=imgsz, channels=channels, vocab=vocab, vocab_size=vocab_size, masks=masks,
+                              mosaic=mosaic,
                               mosaic_stop_epoch=mosaic_stop_epoch, flip=flip, flipud=flipud, hsv=tuple(hsv),
                               affine=tuple(affine), copy_paste=copy_paste, cache=cache)
         if protocol not in ("closed", "open"):
@@ -71,7 +73,8 @@ class DetectionDataset(Dataset):
         self.imgsz, self.augment, self.seed, self.epoch = imgsz, augment, seed, 0
         path = self.bench / "annotations" / f"{split}.json"
         seen_only = protocol == "open" and split.endswith("_train")
-        self.categories, self.entries, self.dropped, keep = load_split(path, self.bench, seen_only, augment)
+        self.categories, self.entries, self.dropped, keep = load_split(path, self.bench, seen_only, augment or masks,
+                                                                       imgsz // 2 if masks else 0)
         self.allowed = np.flatnonzero(keep).astype(np.int64)
         self.class_texts = [str(c.get("text") or c.get("name")) for c in self.categories]
         self.channels = self._resolve_channels(path)
@@ -145,8 +148,10 @@ class DetectionDataset(Dataset):
         h, w = ann.hw
         pad = ((self.imgsz - w) // 2, (self.imgsz - h) // 2)
         ann = pad_square(ann, self.imgsz)[0] if rng is None else self._augment(ann, index, epoch, rng)
+        masks, has_mask = instance_masks(ann, self.imgsz) if self.cfg.masks else (None, None)
         return Sample(image=ann.image, boxes=ann.boxes.astype(np.float32), labels=ann.labels.astype(np.int64),
-                      image_id=e.id, orig_size=(e.height, e.width), scale=scale, pad=pad, index=index, epoch=epoch)
+                      image_id=e.id, orig_size=(e.height, e.width), scale=scale, pad=pad, index=index, epoch=epoch,
+                      masks=masks, has_mask=has_mask)
 
     def _load_aug(self, i: int, rng: np.random.Generator | None) -> tuple[Annotated, float]:
         """``load(i)`` plus copy-paste (defect-free targets: prob ``p``, 1-3 instances; others ``p/2``, 1)."""

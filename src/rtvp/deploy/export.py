@@ -8,7 +8,10 @@ Outputs:
   NMS runs outside, in :class:`rtvp.deploy.onnx_runner.OnnxPredictor`), and with ``nms=True`` also
 - ``detections`` ``(M, 7)`` rows ``[batch, x1, y1, x2, y2, score, class]`` after the score threshold and
   class-aware NMS inside the graph (``torchvision.ops.nms`` -> ONNX ``NonMaxSuppression``), scores descending;
-  the runner keeps ``max_det`` per image.
+  the runner keeps ``max_det`` per image;
+- for a model with the mask branch (``model.masks``) also ``mask_coef`` ``(B, A, nm)`` and ``protos``
+  ``(B, nm, S / 4, S / 4)`` (last), and the in-graph ``detections`` rows get an 8th column, the anchor index, so
+  the runner can assemble each detection's mask (``rtvp.predict.masks``).
 
 A sidecar JSON next to the file (``model.onnx`` -> ``model.json``) records class names, the encoded texts, image
 size, channels and the thresholds. Export uses the dynamo exporter (``torch.export``); attention runs with the math
@@ -57,11 +60,12 @@ class ExportModule(nn.Module):
         out = self.prompted(images)
         boxes = decode_boxes(out.box_dist, out.anchors, out.strides)
         scores = out.logits.sigmoid()
+        masks = () if out.mask_coef is None else (out.mask_coef, out.protos)
         if not self.nms:
-            return boxes, scores
-        return boxes, scores, self._nms(boxes, scores)
+            return boxes, scores, *masks
+        return boxes, scores, self._nms(boxes, scores, bool(masks)), *masks
 
-    def _nms(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _nms(self, boxes: torch.Tensor, scores: torch.Tensor, with_anchor: bool = False) -> torch.Tensor:
         """Threshold + NMS over all (image, anchor, class) candidates; classes and images kept apart by offsets."""
         from torchvision.ops import nms
 
@@ -75,7 +79,10 @@ class ExportModule(nn.Module):
         group = (img * k + cls).to(bx.dtype)
         offset = group[:, None] * (boxes.amax(dim=(0, 1, 2)).clamp(min=0) + 1.0)  # batched_nms coordinate trick
         keep = nms(bx + offset, sc, self.iou)
-        return torch.cat([img[keep, None].to(bx.dtype), bx[keep], sc[keep, None], cls[keep, None].to(bx.dtype)], 1)
+        cols = [img[keep, None].to(bx.dtype), bx[keep], sc[keep, None], cls[keep, None].to(bx.dtype)]
+        if with_anchor:
+            cols.append(anchor[keep, None].to(bx.dtype))
+        return torch.cat(cols, 1)
 
 
 def sidecar_path(onnx_path: Path) -> Path:
@@ -150,6 +157,8 @@ def export_onnx(weights: str | Path | dict, out: str | Path, prompts: Sequence[s
     example = torch.rand(2, meta.in_channels, size, size, device=device)
     t0 = time.perf_counter()
     names = ("boxes", "scores", "detections") if nms else ("boxes", "scores")
+    if getattr(model, "seg", None) is not None:
+        names = (*names, "mask_coef", "protos")
     got = export_module(module, example, out, opset, names)
     sidecar = {
         "format": SIDECAR_FORMAT, "rtvp_version": __version__, "checkpoint": meta.source, "arch": meta.arch,
@@ -157,7 +166,8 @@ def export_onnx(weights: str | Path | dict, out: str | Path, prompts: Sequence[s
         "canonical": [r.canonical for r in resolved], "imgsz": size, "channels": meta.in_channels,
         "input": {"name": "images", "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
                   "letterbox": {"centred": True, "pad_value": 114}},
-        "outputs": list(names), "nms": bool(nms), "conf": conf, "iou": iou, "max_det": max_det, "opset": got,
+        "outputs": list(names), "masks": "protos" in names, "nms": bool(nms), "conf": conf, "iou": iou,
+        "max_det": max_det, "opset": got,
         "export_seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_text(sidecar_path(out), json.dumps(sidecar, ensure_ascii=False, indent=1) + "\n")

@@ -52,7 +52,8 @@ class OnnxPredictor(ExportedPredictor):
                                                 providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ConfigError(f"{self.path}: onnxruntime cannot load it ({str(e).splitlines()[0][:200]})") from None
-        self.in_graph_nms = bool(self.sidecar.get("nms")) and len(self.session.get_outputs()) == 3
+        graph_outputs = self.output_names[: len(self.session.get_outputs())]
+        self.in_graph_nms = bool(self.sidecar.get("nms")) and "detections" in graph_outputs
 
     def raw(self, images: np.ndarray) -> list[np.ndarray]:
         """Run the graph on a letterboxed ``(B, C, S, S)`` float32 batch in [0, 1]; returns its outputs."""

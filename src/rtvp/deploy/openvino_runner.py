@@ -54,7 +54,8 @@ class OpenVINOPredictor(ExportedPredictor):
                               "re-export with `rtvp export --format openvino`") from None
         self.request = self.compiled.create_infer_request()
         self.precision = str(self.sidecar.get("precision", "fp32"))
-        self.in_graph_nms = bool(self.sidecar.get("nms")) and len(self.compiled.outputs) == 3
+        graph_outputs = self.output_names[: len(self.compiled.outputs)]
+        self.in_graph_nms = bool(self.sidecar.get("nms")) and "detections" in graph_outputs
 
     def raw(self, images: np.ndarray) -> list[np.ndarray]:
         """Run the IR on a letterboxed ``(B, C, S, S)`` float32 batch in [0, 1]; returns its outputs in order."""

@@ -2,7 +2,8 @@
 
 :class:`ExportedPredictor` implements ``set_prompts`` / ``stream`` / ``predict`` over an abstract :meth:`raw`
 (``(B, C, S, S)`` float32 in [0, 1] -> the graph's outputs ``boxes (B, A, 4)``, ``scores (B, A, K)`` and, with
-in-graph NMS, ``detections (M, 7)``); :class:`rtvp.deploy.onnx_runner.OnnxPredictor` (onnxruntime) and
+in-graph NMS, ``detections (M, 7)``, and for mask models ``mask_coef``/``protos``, assembled into masks by
+``rtvp.predict.masks``); :class:`rtvp.deploy.onnx_runner.OnnxPredictor` (onnxruntime) and
 :class:`rtvp.deploy.openvino_runner.OpenVINOPredictor` (OpenVINO IR) only open the file and run it. numpy + OpenCV
 only: :meth:`ExportedPredictor.predict` imports no torch.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from rtvp.errors import ConfigError, DataError
 from rtvp.fileio import read_json
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
+from rtvp.predict.masks import detection_masks
 from rtvp.structures import Detections
 from rtvp.vocabulary import Resolved
 
@@ -155,6 +157,7 @@ class ExportedPredictor:
                               f"iou={self.iou}, max_det={self.max_det}, batch={self.batch}")
         texts, canonical = side.get("texts", self.class_names), side.get("canonical", [None] * len(self.class_names))
         self.resolved = [Resolved(p, t, c) for p, t, c in zip(self.class_names, texts, canonical, strict=True)]
+        self.output_names = list(side.get("outputs") or ["boxes", "scores"])
         self.in_graph_nms = False  # set by subclasses once the graph's outputs are known
         self.skipped: list[tuple[str, str]] = []
 
@@ -188,7 +191,16 @@ class ExportedPredictor:
             return select_numpy(outputs[0][b], outputs[1][b], self.conf, self.iou, self.max_det)
         det = outputs[2]
         det = det[(det[:, 0] == b) & (det[:, 5] > self.conf)][: self.max_det]
-        return det[:, 1:5], det[:, 5], det[:, 6].astype(np.int64), np.full(len(det), -1, np.int64)
+        anchor = det[:, 7].astype(np.int64) if det.shape[1] > 7 else np.full(len(det), -1, np.int64)
+        return det[:, 1:5], det[:, 5], det[:, 6].astype(np.int64), anchor
+
+    def _masks(self, outputs: list[np.ndarray], b: int, anchor: np.ndarray, boxes: np.ndarray,
+               scale: float, pad: tuple[int, int], size: tuple[int, int]) -> np.ndarray | None:
+        """``(N, h, w)`` bool masks of image ``b``'s detections when the graph has the mask outputs, else None."""
+        if "protos" not in self.output_names:
+            return None
+        coef = outputs[self.output_names.index("mask_coef")][b][anchor]
+        return detection_masks(coef, outputs[self.output_names.index("protos")][b], boxes, scale, pad, size)
 
     def _run(self, sources: Sequence[Source]) -> Iterator[tuple[Source, str, np.ndarray, Detections]]:
         """``(source, name, image, detections)`` per readable source, input order."""
@@ -203,8 +215,9 @@ class ExportedPredictor:
             for b, ((i, src, img), (scale, pad)) in enumerate(zip(read, geo, strict=True)):
                 bx, sc, cls, anchor = self._detect(outputs, b)
                 h, w = img.shape[:2]
-                dets = Detections(unletterbox_boxes(bx, scale, pad, w, h), sc, cls, list(self.class_names),
-                                  {"anchor": anchor})
+                xyxy = unletterbox_boxes(bx, scale, pad, w, h)
+                dets = Detections(xyxy, sc, cls, list(self.class_names), {"anchor": anchor},
+                                  self._masks(outputs, b, anchor, xyxy, scale, pad, (h, w)))
                 yield src, _name(i, src), img, dets
 
     def stream(self, sources: Sequence[Source], prompts: Sequence[str] | None = None,

@@ -10,7 +10,9 @@
 - ``aux``: ``1 - CIoU`` of the auxiliary (refined-prompt) box head under the same assignment and weighting;
 - ``dp``: ``sum_i mean((pred_i - target_i)^2)`` over ``outputs.dp_pairs`` (L_dp, targets already detached);
 - ``obj`` (only when ``outputs.objectness`` is present: ``model.objectness``): BCE-with-logits of the class-agnostic
-  objectness against each anchor's best target score over the prompts, divided by the same sum (``+ w_obj * obj``).
+  objectness against each anchor's best target score over the prompts, divided by the same sum (``+ w_obj * obj``);
+- ``seg`` (only when ``outputs.mask_coef`` is present and the batch carries mask targets: ``model.masks``): the
+  instance-mask loss of ``rtvp.loss.segment`` (``+ w_seg * seg``).
 
 Absent optional outputs (closed-set expert, EDP off, eval mode) contribute 0. Scaling by the batch size follows
 YOLOv8, so the gains keep their YOLOv8 meaning.
@@ -27,6 +29,7 @@ from rtvp.loss.assigner import AssignResult, TaskAlignedAssigner
 from rtvp.loss.box import bbox2dist, ciou_loss
 from rtvp.loss.contrastive import info_nce, masked_bce_with_logits
 from rtvp.loss.dfl import dfl_loss
+from rtvp.loss.segment import mask_loss
 from rtvp.models.decode import decode_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +57,7 @@ class DetectionCriterion:
         nce_temperature: InfoNCE temperature ``tau``.
         iou_type: overlap used by the assigner, ``"ciou"`` (YOLOv8) or ``"iou"``.
         obj: gain of the class-agnostic objectness loss (used only by models with ``objectness``).
+        seg: gain of the instance-mask loss (used only by models with ``masks``; YOLOv8-seg weighs it like the box).
 
     Examples:
         >>> criterion = DetectionCriterion()
@@ -63,8 +67,8 @@ class DetectionCriterion:
 
     def __init__(self, box: float = 7.5, dfl: float = 1.5, cls: float = 0.5, nce: float = 0.5, aux: float = 1.0,
                  dp: float = 1.0, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 nce_temperature: float = 0.07, iou_type: str = "ciou", obj: float = 0.5) -> None:
-        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp, "obj": obj}
+                 nce_temperature: float = 0.07, iou_type: str = "ciou", obj: float = 0.5, seg: float = 7.5) -> None:
+        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp, "obj": obj, "seg": seg}
         bad = {k: v for k, v in self.gains.items() if not v >= 0}
         if bad:
             raise ValueError(f"DetectionCriterion: loss gains must be >= 0, got {bad}")
@@ -81,7 +85,8 @@ class DetectionCriterion:
             batch: the :class:`~rtvp.structures.Batch` (``vocab_ids`` ``(K,)``, ``gt_*`` ``(B, M, ...)``).
 
         Returns:
-            ``{"loss": differentiable total, "box"|"dfl"|"cls"|"nce"|"aux"|"dp": detached gain-weighted terms}``;
+            ``{"loss": differentiable total, "box"|"dfl"|"cls"|"nce"|"aux"|"dp"(|"obj"|"seg"): detached
+            gain-weighted terms}``;
             ``loss == B * sum(terms)``.
         """
         dev = outputs.logits.device
@@ -102,7 +107,10 @@ class DetectionCriterion:
             target = res.target_scores.amax(-1)
             raw["obj"] = F.binary_cross_entropy_with_logits(outputs.objectness.float(), target,
                                                             reduction="sum") / tss
-            keys = (*TERMS, "obj")
+            keys = (*keys, "obj")
+        if outputs.mask_coef is not None and batch.gt_segs is not None:
+            raw["seg"] = mask_loss(outputs.mask_coef, outputs.protos, res, batch.gt_segs, batch.gt_seg_valid)
+            keys = (*keys, "seg")
         terms = {k: self.gains[k] * raw[k] for k in keys}
         total = torch.stack(list(terms.values())).sum() * outputs.logits.shape[0]
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}

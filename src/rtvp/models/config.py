@@ -88,6 +88,8 @@ class ModelConfig:
         v2t: visual->text similarity-weighted text update after the neck (Eq.11).
         objectness: class-agnostic objectness shared by all prompts (an open-vocabulary lever, not in the paper;
             off keeps earlier checkpoints loading): see ``rtvp.models.head``.
+        masks: instance-mask branch (prototypes + per-anchor coefficients, ``rtvp.models.segment``) on the expert
+            and on RTVPNet; instances with a ``segmentation`` train it. Off keeps earlier checkpoints loading.
         activation: RVP activation: SimAM ``energy`` (paper), ``cbam`` (RTVP's spatial-channel one), ``eca``,
             ``self_attn`` or ``none``.
         patch_size: RVP sparse-selection patch side in input pixels (>= 2x2 cells at every level).
@@ -111,6 +113,7 @@ class ModelConfig:
     t2v: bool = True
     v2t: bool = True
     objectness: bool = False
+    masks: bool = False
     activation: Activation = "energy"
     patch_size: int = 32
     mask_ratio: float = 0.2

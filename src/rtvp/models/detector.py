@@ -37,6 +37,7 @@ from rtvp.models.outputs import RawOutputs
 from rtvp.models.projection import SAM_DIM, DomainProjection
 from rtvp.models.prompt import RefinedPrompt
 from rtvp.models.scales import get_scale
+from rtvp.models.segment import MaskHead
 
 
 def sam_view(images: torch.Tensor) -> torch.Tensor:
@@ -76,13 +77,14 @@ class RTVPNet(nn.Module):
         mask_ratio: EDP fraction of SAM-feature blocks zeroed in training.
         mask_block: EDP block side in feature cells.
         objectness: class-agnostic objectness branch in the head (``rtvp.models.head``).
+        masks: instance-mask branch on the neck's features (``rtvp.models.segment``, state-dict keys ``seg.*``).
     """
 
     def __init__(self, scale: str, text_dim: int, *, in_channels: int = 3, embed_dim: int | None = None,
                  reg_max: int = 16, sam_encoder: nn.Module | None = None, sam_imgsz: int | None = None,
                  edp: bool = True, rvp: bool = True, t2v: bool = True, v2t: bool = True, activation: str = "energy",
                  patch_size: int = 32, mask_ratio: float = 0.2, mask_block: int = 2,
-                 objectness: bool = False) -> None:
+                 objectness: bool = False, masks: bool = False) -> None:
         super().__init__()
         if edp and sam_encoder is None:
             raise ValueError("edp needs a SAM encoder (pass sam_encoder, or edp=False)")
@@ -106,6 +108,7 @@ class RTVPNet(nn.Module):
                 nn.init.zeros_(conv.bias)
         self.v2t = VisualTextUpdate(chans, dim) if v2t else None
         self.head = TextHead(chans, dim, reg_max, objectness)
+        self.seg = MaskHead(chans) if masks else None
         self._dp_active = True
 
     @classmethod
@@ -117,7 +120,8 @@ class RTVPNet(nn.Module):
         return cls(cfg.scale, text_dim, in_channels=cfg.in_channels, embed_dim=cfg.dim, reg_max=cfg.reg_max,
                    sam_encoder=sam_encoder if cfg.sam else None, sam_imgsz=cfg.sam_imgsz, edp=cfg.edp, rvp=cfg.rvp,
                    t2v=cfg.t2v, v2t=cfg.v2t, activation=cfg.activation, patch_size=cfg.patch_size,
-                   mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block, objectness=cfg.objectness)
+                   mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block, objectness=cfg.objectness,
+                   masks=cfg.masks)
 
     # ------------------------------------------------------------------ state
     @property
@@ -246,6 +250,7 @@ class RTVPNet(nn.Module):
         if self.v2t is not None:
             t = F.normalize(self.v2t(feats, t), dim=-1)
         box, logits, embeddings, objectness = self.head(feats, t, mask)
+        coef, protos = self.seg(feats) if self.seg is not None else (None, None)
         anchors, strides = make_anchors(shapes, STRIDES, images.device)
         return RawOutputs(
             box_dist=box,
@@ -255,6 +260,8 @@ class RTVPNet(nn.Module):
             embeddings=embeddings,
             text=t,
             objectness=objectness,
+            mask_coef=coef,
+            protos=protos,
             aux_box_dist=aux,
             dp_pairs=pairs,
             maps=maps,

@@ -23,6 +23,7 @@ from rtvp.models.interaction import C2fAttn
 from rtvp.models.layers import SPPF, C2f, Conv
 from rtvp.models.outputs import RawOutputs
 from rtvp.models.scales import Scale, get_scale
+from rtvp.models.segment import MaskHead
 
 STRIDES = (8, 16, 32)
 
@@ -139,6 +140,7 @@ class ExpertDetector(nn.Module):
         in_channels: image channels.
         nc: number of (seen) classes.
         reg_max: DFL bins.
+        masks: add the instance-mask branch (``rtvp.models.segment``, state-dict keys ``seg.*``).
 
     Examples:
         >>> det = ExpertDetector("tiny", in_channels=1, nc=5)
@@ -146,21 +148,25 @@ class ExpertDetector(nn.Module):
         torch.Size([2, 84, 5])
     """
 
-    def __init__(self, scale: str | Scale = "n", in_channels: int = 3, nc: int = 80, reg_max: int = 16) -> None:
+    def __init__(self, scale: str | Scale = "n", in_channels: int = 3, nc: int = 80, reg_max: int = 16,
+                 masks: bool = False) -> None:
         super().__init__()
         if nc < 1:
             raise ValueError(f"nc must be >= 1, got {nc}")
         self.nc, self.reg_max = nc, reg_max
         self.expert = Expert(scale, in_channels)
         self.head = DetectHead(self.expert.out_channels, nc, reg_max, STRIDES)
+        self.seg = MaskHead(self.expert.out_channels) if masks else None
 
     def forward(self, images: torch.Tensor) -> RawOutputs:
         """(B, C_in, H, W) in [0, 1] -> ``RawOutputs`` with logits ``(B, A, nc)``."""
         check_input(images, self.expert.in_channels)
         feats = self.expert(images)
         box, cls = self.head(feats)
+        coef, protos = self.seg(feats) if self.seg is not None else (None, None)
         shapes = [(f.shape[2], f.shape[3]) for f in feats]
         anchors, strides = make_anchors(shapes, STRIDES, images.device)
         return RawOutputs(
-            box_dist=box, logits=cls, anchors=anchors, strides=strides, feat_shapes=shapes, reg_max=self.reg_max
+            box_dist=box, logits=cls, anchors=anchors, strides=strides, feat_shapes=shapes, reg_max=self.reg_max,
+            mask_coef=coef, protos=protos,
         )

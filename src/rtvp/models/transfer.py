@@ -33,7 +33,8 @@ def load_expert(model: RTVPNet, state_dict: Mapping[str, torch.Tensor],
         class_text: ``(nc, Dt)`` text-encoder embeddings of the expert's classes, in its logit order.
 
     Returns:
-        Number of tensors copied and levels seeded: ``{"expert": n, "box": m, "cls": levels}``.
+        Number of tensors copied and levels seeded: ``{"expert": n, "box": m, "cls": levels, "seg": s}`` (``seg``:
+        the mask branch, 0 when either model has none).
 
     Raises:
         CheckpointError: unexpected or missing expert keys, or shape mismatches (another scale/in_channels).
@@ -69,7 +70,21 @@ def load_expert(model: RTVPNet, state_dict: Mapping[str, torch.Tensor],
                 box_own[k].copy_(v)
             copied = len(box_sd)
     levels = _seed_embed_branch(model, state_dict, class_text) if class_text is not None else 0
-    return {"expert": len(expert_sd), "box": copied, "cls": levels}
+    return {"expert": len(expert_sd), "box": copied, "cls": levels, "seg": _copy_mask_branch(model, state_dict)}
+
+
+def _copy_mask_branch(model: RTVPNet, state_dict: Mapping[str, torch.Tensor]) -> int:
+    """Copy the expert's mask branch (``seg.*``) into RTVPNet's (same architecture); number of tensors copied."""
+    seg_sd = {k.removeprefix("seg."): v for k, v in state_dict.items() if k.startswith("seg.")}
+    if model.seg is None or not seg_sd:
+        return 0
+    own = model.seg.state_dict()
+    if set(seg_sd) != set(own) or any(seg_sd[k].shape != own[k].shape for k in seg_sd):
+        return 0
+    with torch.no_grad():
+        for k, v in seg_sd.items():
+            own[k].copy_(v)
+    return len(seg_sd)
 
 def _seed_embed_branch(model: RTVPNet, state_dict: Mapping[str, torch.Tensor], class_text: torch.Tensor) -> int:
     """Seed the embedding branch from the expert's class branch (``head.cls.*``); 0 when there is none."""

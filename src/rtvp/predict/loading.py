@@ -125,7 +125,8 @@ def _build_expert(cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor], voc
     if nc < 1:
         raise CheckpointError(f"{where}: cannot tell the expert's class count (no vocabulary, no '{cls_key}')")
     try:
-        return ExpertDetector(cfg.get("scale", "n"), int(cfg.get("in_channels", 3)), nc, int(cfg.get("reg_max", 16)))
+        return ExpertDetector(cfg.get("scale", "n"), int(cfg.get("in_channels", 3)), nc, int(cfg.get("reg_max", 16)),
+                              masks=bool(cfg.get("masks", False)))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{where}: bad expert model_config {dict(cfg)}: {e}") from None
 

@@ -33,6 +33,7 @@ from rtvp.models.decode import decode_boxes, postprocess
 from rtvp.models.outputs import RawOutputs
 from rtvp.predict.exemplars import Exemplar, exemplar_vectors
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model, text_table
+from rtvp.predict.masks import detection_masks
 from rtvp.structures import Detections
 from rtvp.vocabulary import Resolved, Vocabulary
 
@@ -138,7 +139,8 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
         amp: the forward under CPU bf16 autocast (decoding, NMS and maps in fp32).
 
     Returns:
-        ``(detections per image, maps per image)`` (maps are empty dicts unless asked and the model has RVP).
+        ``(detections per image, maps per image)`` (maps are empty dicts unless asked and the model has RVP);
+        ``Detections.mask`` is filled when the model has the mask branch.
     """
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         outputs = prompted(images)
@@ -155,8 +157,11 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
         if outputs.embeddings is not None:
             data["embedding"] = outputs.embeddings[b, torch.from_numpy(anchors).to(outputs.embeddings.device)] \
                 .float().cpu().numpy()
+        masks = None if outputs.mask_coef is None else detection_masks(
+            outputs.mask_coef[b, torch.from_numpy(anchors).to(outputs.mask_coef.device)].float().cpu().numpy(),
+            outputs.protos[b].float().cpu().numpy(), xyxy[keep], float(geo.scales[b]), tuple(geo.pads[b]), (h, w))
         dets.append(Detections(xyxy[keep], scores.cpu().numpy()[keep], labels.cpu().numpy()[keep], list(class_names),
-                               data))
+                               data, masks))
     maps = maps_to_images(outputs.maps, geo, images.shape[-1]) if with_maps and outputs.maps else [{} for _ in dets]
     return dets, maps
 

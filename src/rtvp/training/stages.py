@@ -108,7 +108,8 @@ def build_train_set(cfg: TrainConfig, stage: str) -> DetectionDataset:
     vocab = train_vocab(cfg, stage)
     ds = DetectionDataset(cfg.data, f"{cfg.protocol}_train", cfg.protocol, imgsz=cfg.imgsz, augment=True,
                           vocab=vocab, vocab_size=0 if vocab == "all" else cfg.vocab_size,
-                          channels=dataset_channels(cfg), seed=cfg.seed, **dataclasses.asdict(cfg.augment))
+                          channels=dataset_channels(cfg), seed=cfg.seed, masks=cfg.model.masks,
+                          **dataclasses.asdict(cfg.augment))
     if ds.channels != cfg.model.in_channels:
         raise ConfigError(f"{cfg.data}: images have {ds.channels} channels but model.in_channels is "
                           f"{cfg.model.in_channels}; set --set model.in_channels={ds.channels}")
@@ -134,7 +135,8 @@ def expert_parts(cfg: TrainConfig, make_eval: EvalFactory | None, dist: DistInfo
     """Stage 1: ``ExpertDetector`` with ``nc`` = allowed (seen) classes; logits column j is ``categories[j]``."""
     ds = build_train_set(cfg, "expert")
     allowed = [int(i) for i in ds.allowed]
-    model = ExpertDetector(cfg.model.scale, cfg.model.in_channels, nc=len(allowed), reg_max=cfg.model.reg_max)
+    model = ExpertDetector(cfg.model.scale, cfg.model.in_channels, nc=len(allowed), reg_max=cfg.model.reg_max,
+                           masks=cfg.model.masks)
     meta = {"arch": "expert", "model_config": to_dict(cfg.model), "nc": len(allowed),
             "vocabulary": [ds.class_texts[i] for i in allowed], "categories": [ds.categories[i] for i in allowed],
             "text_encoder": None, "text_dim": 0, "text_embeddings": None}

@@ -1,0 +1,79 @@
+"""Instance-mask loss of the mask branch (``model.masks``), YOLOv8-seg style, vectorised over the batch.
+
+For every positive anchor ``a`` of image ``b`` whose matched ground truth ``g`` has a real mask
+(``Batch.gt_seg_valid``), with ``m_a = coef_a . protos_b`` the ``(H/4, W/4)`` mask logits:
+
+``l_a = sum_{cells in box(g)} BCE(m_a, mask_g) / max(cells in box(g), 1)`` and ``seg = sum_a l_a / max(n, 1)``
+
+over the ``n`` such anchors. Box-only instances contribute nothing (no mask is invented from their box), and the
+term is 0 when the batch has no mask at all.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rtvp.loss.assigner import AssignResult
+from rtvp.models.segment import PROTO_STRIDE, crop_to_boxes
+
+__all__ = ["mask_loss"]
+
+
+def positive_mask_logits(coef: torch.Tensor, protos: torch.Tensor, bi: torch.Tensor, ai: torch.Tensor) -> torch.Tensor:
+    """Mask logits of the positive anchors ``(bi, ai)`` without materialising every anchor's mask.
+
+    The positives of each image are packed into ``(B, P_max, nm)`` (``P_max`` the most positives in one image) and
+    multiplied with that image's prototypes in one ``bmm``.
+
+    Args:
+        coef: ``(B, A, nm)`` coefficients.
+        protos: ``(B, nm, Hp, Wp)`` prototypes.
+        bi: ``(P,)`` image index of each positive (sorted, as ``nonzero`` returns them).
+        ai: ``(P,)`` anchor index of each positive.
+
+    Returns:
+        ``(P, Hp, Wp)`` logits (fp32).
+    """
+    b, _, nm = coef.shape
+    counts = torch.bincount(bi, minlength=b)
+    slot = torch.arange(len(bi), device=bi.device) - (torch.cumsum(counts, 0) - counts)[bi]  # rank within image
+    packed = coef.new_zeros((b, int(counts.max()), nm), dtype=torch.float32)
+    packed[bi, slot] = coef[bi, ai].float()
+    logits = torch.bmm(packed, protos.float().flatten(2))  # (B, P_max, Hp * Wp)
+    return logits[bi, slot].view(len(bi), *protos.shape[2:])
+
+
+def mask_loss(coef: torch.Tensor, protos: torch.Tensor, res: AssignResult, gt_segs: torch.Tensor,
+              gt_seg_valid: torch.Tensor) -> torch.Tensor:
+    """The ``seg`` term (see the module docstring).
+
+    Args:
+        coef: ``(B, A, nm)`` mask coefficients.
+        protos: ``(B, nm, Hp, Wp)`` prototypes.
+        res: the assignment of the batch (positives, matched GT index, target boxes in input pixels).
+        gt_segs: ``(B, M, Hp, Wp)`` uint8 mask targets on the prototype grid.
+        gt_seg_valid: ``(B, M)`` bool, True where the instance has a real mask.
+
+    Returns:
+        Scalar fp32 loss.
+
+    Raises:
+        ValueError: the targets are not on the prototype grid.
+    """
+    if gt_segs.shape[-2:] != protos.shape[-2:]:
+        raise ValueError(f"mask targets are {tuple(gt_segs.shape[-2:])} but the prototypes "
+                         f"{tuple(protos.shape[-2:])}: both must be on the stride-4 grid of the input")
+    bi, ai = res.fg_mask.nonzero(as_tuple=True)
+    gi = res.matched_gt[bi, ai]
+    keep = gt_seg_valid.to(gi.device)[bi, gi]
+    if not bool(keep.any()):  # still part of the graph, so every parameter gets a (zero) gradient, as DDP wants
+        return 0.0 * (coef.sum() + protos.sum()).float()
+    bi, ai, gi = bi[keep], ai[keep], gi[keep]
+    logits = positive_mask_logits(coef, protos, bi, ai)
+    target = gt_segs.to(logits.device)[bi, gi].float()
+    boxes = res.target_boxes[bi, ai].float() / PROTO_STRIDE
+    bce = crop_to_boxes(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), boxes)
+    area = crop_to_boxes(torch.ones_like(target), boxes).sum((1, 2)).clamp(min=1.0)
+    return (bce.sum((1, 2)) / area).sum() / len(bi)
+

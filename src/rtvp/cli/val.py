@@ -17,7 +17,8 @@ def val(
     scene: str | None = typer.Option(None, "--scene", help="Scene words of a dataset --data (default: its name)."),
     protocol: str = typer.Option("closed", "--protocol", help="closed | open | generalized"),
     weights: Path | None = typer.Option(None, "--weights", help="Checkpoint to run on the val split."),
-    predictions: Path | None = typer.Option(None, "--predictions", help="Saved COCO results JSON to evaluate."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Saved COCO results JSON to evaluate (mask "
+                                            "AP too when the results carry segmentation)."),
     imgsz: int | None = typer.Option(None, "--imgsz", help="Inference size (default: the checkpoint's)."),
     batch: int = typer.Option(8, "--batch", help="Inference batch size."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
@@ -29,9 +30,10 @@ def val(
                                      "agnostic recall of the unseen boxes and (RTVPNet --weights) oracle-box zero-shot "
                                      "accuracy, overall and per unseen class."),
 ) -> None:
-    """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns."""
+    """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns (+ mask AP for mask results)."""
     from rtvp.cli.data_input import benchmark_for
     from rtvp.evaluation.evaluator import evaluate, format_table, protocol_files
+    from rtvp.evaluation.mask_eval import mask_scope
 
     if (weights is None) == (predictions is None):
         raise ConfigError("give exactly one of --weights (run a checkpoint) or --predictions (a COCO results file)")
@@ -61,7 +63,7 @@ def val(
     table.add_column("class")
     for col in ("AP", "AP50", "AP75", "instances"):
         table.add_column(col, justify="right")
-    extra = [k for k in ("agnostic_recall", "oracle_top1_scene", "oracle_top1_all")
+    extra = [k for k in ("mask_AP", "mask_AP50", "agnostic_recall", "oracle_top1_scene", "oracle_top1_all")
              if any(k in m for m in metrics["per_class"].values())]
     for col in extra:
         table.add_column(col.replace("_", " "), justify="right")
@@ -72,6 +74,8 @@ def val(
     console = Console()
     console.print(table)
     console.print("  ".join(f"{k} {v}" for k, v in format_table(metrics)))
+    if (scope := mask_scope(metrics)) is not None:
+        console.print(scope)
     diag = [(k, metrics[k]) for k in ("agnostic_AR100_50", "oracle_top1_scene", "oracle_chance_scene",
                                       "oracle_top1_all", "oracle_chance_all") if metrics.get(k) is not None]
     if diag:

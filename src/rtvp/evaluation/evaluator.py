@@ -1,7 +1,8 @@
 """Evaluation protocols of the benchmark (paper 001 §3, §5.1): closed, open (unseen vocabulary), generalized (both).
 
 ``evaluate`` works on saved COCO results, so ``rtvp val --predictions`` and the trainer's eval hook share one path:
-predictions -> COCOeval -> summary + per class / scene / supercategory / frequency bucket (+ seen/unseen/HM).
+predictions -> COCOeval -> summary + per class / scene / supercategory / frequency bucket (+ seen/unseen/HM), and
+mask AP (:mod:`rtvp.evaluation.mask_eval`) when the results carry ``segmentation``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rtvp.errors import DataError
+from rtvp.evaluation.mask_eval import carries_masks, evaluate_masks, mask_seen_unseen
 from rtvp.evaluation.metrics import harmonic_mean, mean_of, per_category_ap, run_cocoeval, summary
 from rtvp.fileio import read_json
 
@@ -99,12 +101,16 @@ def evaluate(
     Returns:
         JSON-able dict: ``AP, AP50, AP75, APs, APm, APl`` (fractions, None without GT), ``per_class``,
         ``per_scene``, ``per_supercategory``, ``frequency`` (when ``train_gt``), and for ``generalized``
-        ``AP_seen, AP_unseen, HM, AP50_seen, AP50_unseen, HM50``.
+        ``AP_seen, AP_unseen, HM, AP50_seen, AP50_unseen, HM50``. When the results carry ``segmentation``:
+        ``mask_AP, mask_AP50, mask_AP75`` (None without mask ground truth), ``mask_images`` and ``mask_classes`` (the
+        images / classes with mask ground truth they were computed over), per class ``mask_AP`` and ``mask_AP50``,
+        and for ``generalized`` ``mask_AP_seen, mask_AP_unseen``; without segmentation these keys are absent.
     """
     gt_d = load_json(gt, "ground-truth")
     from_file = not isinstance(predictions, list)
-    preds = check_predictions(gt_d, load_json(predictions, "predictions"),
-                              str(predictions)[:200] if from_file else "predictions", from_file)
+    where = str(predictions)[:200] if from_file else "predictions"
+    preds = check_predictions(gt_d, load_json(predictions, "predictions"), where, from_file)
+    masks = carries_masks(gt_d, preds, where)
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol '{protocol}'; choose one of {list(PROTOCOLS)}")
     cats = {c["id"]: c for c in gt_d["categories"]}
@@ -134,7 +140,20 @@ def evaluate(
         result["frequency"] = _frequency(per_cat, cats, load_json(train_gt, "training annotations"))
     if protocol == "generalized":
         result.update(_seen_unseen(per_cat, cats))
+    if masks:
+        _add_mask_metrics(result, gt_d, preds, cat_ids, cats, backend)
     return result
+
+
+def _add_mask_metrics(result: dict[str, Any], gt: dict, preds: list[dict], cat_ids: list[int],
+                      cats: dict[int, dict], backend: str) -> None:
+    """Merge mask AP (summary, per class, generalized seen/unseen) into ``result`` in place."""
+    mask_summary, mask_per_cat = evaluate_masks(gt, preds, cat_ids, backend)
+    result.update(mask_summary)
+    for c, v in mask_per_cat.items():
+        result["per_class"][cats[c]["name"]].update(mask_AP=v["AP"], mask_AP50=v["AP50"])
+    if result["protocol"] == "generalized":
+        result.update(mask_seen_unseen(mask_per_cat, cats))
 
 
 def _group(per_cat: dict[int, dict], cats: dict[int, dict], key: str) -> dict[str, dict]:
@@ -174,5 +193,6 @@ def _seen_unseen(per_cat: dict[int, dict], cats: dict[int, dict]) -> dict[str, f
 
 def format_table(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """Rows ``(name, value)`` of the headline metrics for printing."""
-    keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AP_seen", "AP_unseen", "HM"]
+    keys = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AP_seen", "AP_unseen", "HM", "mask_AP", "mask_AP50",
+            "mask_AP75", "mask_AP_seen", "mask_AP_unseen"]
     return [(k, "-" if metrics.get(k) is None else f"{metrics[k]:.4f}") for k in keys if k in metrics]

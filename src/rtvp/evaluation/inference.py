@@ -29,6 +29,7 @@ from rtvp.models.expert import ExpertDetector
 from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
 from rtvp.predict.predictor import Letterboxed, run_batch
+from rtvp.structures import Detections
 
 PROTOCOLS = ("closed", "open", "generalized")
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # COCO-style evaluation thresholds
@@ -77,9 +78,31 @@ def run_split(prompted: PromptedModel, dataset: DetectionDataset, category_ids: 
             images = b.images.to(device, non_blocking=True)
             dets, _ = run_batch(prompted, images, geo, [], conf, iou, max_det)
             for image_id, d in zip(b.image_ids, dets, strict=True):
-                results += coco_results(d, image_id, category_ids=category_ids)
+                results += with_segmentation(coco_results(d, image_id, category_ids=category_ids), d)
     finally:
         prompted.train(was_training)
+    return results
+
+
+def with_segmentation(results: list[dict[str, Any]], dets: Detections) -> list[dict[str, Any]]:
+    """Add each detection's mask as ``segmentation`` (COCO RLE, original pixels, ``counts`` str) to its result.
+
+    Args:
+        results: :func:`rtvp.predict.inputs.coco_results` of ``dets``, one per detection in the same order.
+        dets: the image's detections; without masks (``dets.mask is None``) ``results`` come back unchanged.
+
+    Returns:
+        ``results``, updated in place (results that already carry a ``segmentation`` are kept as they are).
+    """
+    if dets.mask is None:
+        return results
+    if len(results) != len(dets):
+        raise ValueError(f"with_segmentation: {len(results)} COCO results for {len(dets)} detections; pass "
+                         "coco_results(dets, ...) of the same detections")
+    from rtvp.masks import encode_rles
+
+    for r, seg in zip(results, encode_rles(dets.mask), strict=True):
+        r.setdefault("segmentation", seg)
     return results
 
 
@@ -98,8 +121,8 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
         workers: data-loading worker processes.
 
     Returns:
-        COCO results (``image_id, category_id, bbox [x, y, w, h], score``) that ``rtvp.evaluation.evaluator.evaluate``
-        accepts for that split.
+        COCO results (``image_id, category_id, bbox [x, y, w, h], score``, and ``segmentation`` as RLE in original
+        pixels for a model with masks) that ``rtvp.evaluation.evaluator.evaluate`` accepts for that split.
     """
     model, meta = load_model(weights, resolve_device(device), fuse=True)
     dataset = split_dataset(Path(bench), split, protocol, int(imgsz or meta.imgsz), meta.in_channels)

@@ -1,4 +1,4 @@
-"""COCO-API detection metrics: run COCOeval and turn its arrays into AP tables.
+"""COCO-API detection metrics: run COCOeval (boxes, or masks with ``iou_type="segm"``), turn its arrays into AP.
 
 We use pycocotools (the reference implementation) by default; ``backend="faster"`` switches to
 faster-coco-eval's C++ ``COCOeval_faster``, a drop-in whose numbers are identical
@@ -18,6 +18,7 @@ from rtvp.errors import ConfigError
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 BACKENDS = ("pycocotools", "faster")
+IOU_TYPES = ("bbox", "segm")
 
 
 def _api(backend: str) -> tuple[type, type]:
@@ -47,14 +48,38 @@ def make_coco(dataset: dict[str, Any], backend: str = "pycocotools") -> Any:
     return coco
 
 
-def results_as_dataset(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    """COCO results list -> a detections dataset (what ``COCO.loadRes`` builds, but empty lists are allowed)."""
+def results_as_dataset(gt: dict[str, Any], results: list[dict[str, Any]], iou_type: str = "bbox") -> dict[str, Any]:
+    """COCO results list -> a detections dataset (what ``COCO.loadRes`` builds, but empty lists are allowed).
+
+    For ``iou_type="segm"`` each result's ``segmentation`` (RLE dict or polygons) is carried and ``area`` is the
+    mask's pixel area, as ``COCO.loadRes`` does; for ``"bbox"`` any segmentation is left out and ``area`` is ``w * h``.
+    """
+    sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in gt["images"]} if iou_type == "segm" else {}
     anns = []
     for i, r in enumerate(results, start=1):
         x, y, w, h = (float(v) for v in r["bbox"])
-        anns.append({"id": i, "image_id": int(r["image_id"]), "category_id": int(r["category_id"]),
-                     "bbox": [x, y, w, h], "area": w * h, "score": float(r["score"]), "iscrowd": 0})
+        ann = {"id": i, "image_id": int(r["image_id"]), "category_id": int(r["category_id"]),
+               "bbox": [x, y, w, h], "area": w * h, "score": float(r["score"]), "iscrowd": 0}
+        if iou_type == "segm":
+            ann["segmentation"] = r["segmentation"]
+            ann["area"] = mask_area(r["segmentation"], *sizes[ann["image_id"]])
+        anns.append(ann)
     return {"images": gt["images"], "categories": gt["categories"], "annotations": anns}
+
+
+def mask_area(segmentation: dict[str, Any] | list[list[float]], height: int, width: int) -> float:
+    """Pixel area of a COCO segmentation: an RLE dict (compressed ``counts`` str, or uncompressed list) or polygons."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, dict):
+        rle = segmentation
+        if isinstance(rle["counts"], list):
+            rle = mask_utils.frPyObjects(rle, *rle["size"])
+        else:
+            rle = {"size": rle["size"], "counts": str(rle["counts"]).encode()}
+    else:
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    return float(mask_utils.area(rle))
 
 
 def run_cocoeval(
@@ -62,19 +87,23 @@ def run_cocoeval(
     results: list[dict[str, Any]],
     cat_ids: list[int] | None = None,
     backend: str = "pycocotools",
+    iou_type: str = "bbox",
 ) -> Any:
-    """Evaluate bbox results against ``gt`` restricted to ``cat_ids``; returns the accumulated COCOeval.
+    """Evaluate results against ``gt`` restricted to ``cat_ids``; returns the accumulated COCOeval.
 
     Args:
-        gt: COCO ground-truth dict.
-        results: COCO results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``).
+        gt: COCO ground-truth dict (for ``segm``, every annotation needs a ``segmentation``).
+        results: COCO results (``image_id``, ``category_id``, ``bbox`` xywh, ``score``; ``segmentation`` for ``segm``).
         cat_ids: categories to evaluate (default all in ``gt``).
         backend: ``"pycocotools"`` or ``"faster"``.
+        iou_type: ``"bbox"`` (box IoU) or ``"segm"`` (mask IoU).
     """
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"unknown COCO iou_type '{iou_type}'; choose one of {list(IOU_TYPES)}")
     _, eval_cls = _api(backend)
     coco_gt = make_coco(gt, backend)
-    coco_dt = make_coco(results_as_dataset(gt, results), backend)
-    evaluator = eval_cls(coco_gt, coco_dt, "bbox")
+    coco_dt = make_coco(results_as_dataset(gt, results, iou_type), backend)
+    evaluator = eval_cls(coco_gt, coco_dt, iou_type)
     if cat_ids is not None:
         evaluator.params.catIds = sorted(cat_ids)
     with contextlib.redirect_stdout(io.StringIO()):

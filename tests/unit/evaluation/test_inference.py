@@ -17,10 +17,14 @@ from predict_toys import (
     write_bench,
 )
 from rtvp.errors import ConfigError
+from rtvp.evaluation import inference
 from rtvp.evaluation.evaluator import evaluate
-from rtvp.evaluation.inference import make_eval_fn, predict_split
+from rtvp.evaluation.inference import make_eval_fn, predict_split, with_segmentation
+from rtvp.masks import decode_rle
+from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import load_model
 from rtvp.predict.predictor import Predictor
+from rtvp.structures import Detections
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +113,48 @@ def test_eval_matches_predict_split(bench, ckpt):
     assert metrics["AP"] == direct["AP"] and metrics["num_predictions"] == direct["num_predictions"]
     with torch.no_grad():
         assert not model.training
+
+
+def test_with_segmentation_encodes_each_mask_in_order():
+    masks = np.zeros((2, 5, 7), dtype=bool)
+    masks[0, 1:3, 2:6] = True  # 8 px
+    masks[1, 4, 0] = True  # 1 px
+    dets = Detections(np.array([[2, 1, 6, 3], [0, 4, 1, 5]]), np.array([0.9, 0.5]), np.array([0, 1]), mask=masks)
+    results = with_segmentation(coco_results(dets, 7, category_ids=[3, 4]), dets)
+    assert [r["category_id"] for r in results] == [3, 4]
+    for r, m in zip(results, masks, strict=True):
+        assert r["segmentation"]["size"] == [5, 7] and isinstance(r["segmentation"]["counts"], str)
+        np.testing.assert_array_equal(decode_rle(r["segmentation"]), m)
+    json.dumps(results)  # JSON-able for `rtvp val --save`
+    kept = [{"segmentation": "already there"}, {}]
+    assert with_segmentation(kept, dets)[0]["segmentation"] == "already there"
+    no_masks = Detections(dets.xyxy, dets.confidence, dets.class_id)
+    assert "segmentation" not in with_segmentation(coco_results(no_masks, 7), no_masks)[0]
+    with pytest.raises(ValueError, match="1 COCO results for 2 detections"):
+        with_segmentation(kept[:1], dets)
+
+
+def test_split_results_carry_masks_in_original_pixels(bench, ckpt, monkeypatch):
+    real = inference.run_batch
+
+    def with_box_masks(prompted, images, geo, *args):  # stand-in for a model with a mask branch: filled boxes
+        dets, maps = real(prompted, images, geo, *args)
+        for d, (h, w) in zip(dets, geo.sizes.tolist(), strict=True):
+            m = np.zeros((len(d), int(h), int(w)), dtype=bool)
+            for k, (x1, y1, x2, y2) in enumerate(d.xyxy.astype(int).tolist()):
+                m[k, y1:y2 + 1, x1:x2 + 1] = True
+            d.mask = m
+        return dets, maps
+
+    monkeypatch.setattr(inference, "run_batch", with_box_masks)
+    results = predict_split(ckpt, bench, "closed_val", "closed", batch=3)
+    gt = json.loads((bench / "annotations" / "closed_val.json").read_text())
+    sizes = {im["id"]: [im["height"], im["width"]] for im in gt["images"]}
+    assert results and all(r["segmentation"]["size"] == sizes[r["image_id"]] for r in results)
+    for r in results:  # each mask is its own detection's filled box (to the pixel; boxes are rounded to 0.01)
+        ys, xs = np.nonzero(decode_rle(r["segmentation"]))
+        x, y, w, h = r["bbox"]
+        assert abs(xs.min() - x) <= 1 and abs(ys.min() - y) <= 1
+        assert abs(xs.max() - (x + w)) <= 1 and abs(ys.max() - (y + h)) <= 1
+    metrics = evaluate(bench / "annotations" / "closed_val.json", results, "closed")  # GT has no masks
+    assert metrics["mask_AP"] is None and (metrics["mask_images"], metrics["mask_classes"]) == (0, 0)

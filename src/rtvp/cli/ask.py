@@ -31,9 +31,12 @@ def ask_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     as_json: bool = typer.Option(False, "--json", help="Print answer and facts as JSON."),
     out: Path | None = typer.Option(None, "--out", help="Write the image with the cited boxes highlighted."),
+    px_size: float | None = typer.Option(None, "--px-size", metavar="MM", help="Pixel size in millimetres per pixel "
+                                         "(> 0): mask sizes in the facts and answers are given in mm."),
 ) -> None:
     """Answer a question about an image; every answer cites the boxes it rests on."""
     from rtvp.cli.ground import save_annotated
+    from rtvp.masks import check_px_size
     from rtvp.predict.predictor import Predictor
     from rtvp.tasks.facts import facts_from_detections
     from rtvp.tasks.grounding import image_size
@@ -41,6 +44,7 @@ def ask_cmd(
     from rtvp.tasks.vqa import OfflineAnswerer
     from rtvp.vocabulary import parse_prompts
 
+    check_px_size(px_size, "--px-size")
     prompt_list = parse_prompts(prompts, prompts_file) or None
     use_llm = not offline and bool(llm_url or os.environ.get(ENV_URL))
     answerer = (LLMAnswerer.from_env(llm_url, llm_model, key_env=llm_key_env, timeout=timeout, retries=retries)
@@ -54,7 +58,8 @@ def ask_cmd(
         raise DataError(f"{image}: no detections returned (is it a readable image?)")
     dets = results[0]
     width, height = image_size(image)
-    facts = facts_from_detections(dets, width, height, resolved if len(resolved) == len(dets.class_names) else None)
+    facts = facts_from_detections(dets, width, height, resolved if len(resolved) == len(dets.class_names) else None,
+                                  px_size=px_size)
     answer = answerer.answer(question, facts)
     if out is not None:
         save_annotated(image, dets, set(answer.box_ids), out, names=[p.defect for p in facts.vocabulary])
@@ -77,7 +82,7 @@ def _print_answer(answer: Answer, facts: ImageFacts) -> None:
     for box_id in answer.box_ids:
         b = facts.box(box_id)
         typer.echo(f"  [#{b.id}] {b.label}  conf {b.confidence:.2f}  {b.where()}  {b.size} {b.morphology}  "
-                   f"box [{', '.join(f'{v:.0f}' for v in b.box)}]")
+                   f"box [{', '.join(f'{v:.0f}' for v in b.box)}]" + (f"  mask {b.mask_sizes()}" if b.mask else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "mask_AP", "mask_AP50")
 OPEN_KEYS = (*METRIC_KEYS, "AP_seen", "AP_unseen", "HM")
 
 
@@ -98,6 +98,8 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Random seed (data and training)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     workers: int = typer.Option(0, "--workers", help="Dataloader workers."),
+    masks: bool = typer.Option(True, "--masks/--no-masks", help="Train the instance-mask branch (the synthetic "
+                               "defects have masks); metrics.json gets mask_AP / mask_AP50."),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default auto: bf16 on CPUs "
                                     "with native bf16, fp16 on CUDA, else fp32)."),
     overrides: list[str] = typer.Option([], "--set", help="TrainConfig override, e.g. --set model.sam=false."),
@@ -121,7 +123,8 @@ def demo(
     # 0.5, one final eval.
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
                        ema_tau=100.0, patience=0, tensorboard=False, amp=amp).with_model_name(model)
-    base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5))
+    base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),
+                               model=dataclasses.replace(base.model, masks=masks))
     base = apply_overrides(base, list(overrides)) if overrides else base
     budgets = {"closed": (expert_epochs, epochs), "open": (open_expert_epochs, open_epochs)}
     metrics: dict[str, dict[str, Any]] = {}

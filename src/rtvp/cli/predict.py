@@ -27,18 +27,24 @@ def predict(
     save_images: bool = typer.Option(True, "--save-images/--no-save-images", help="Write images with boxes."),
     amp: bool = typer.Option(False, "--amp/--no-amp", help="bf16 autocast forward on the CPU (checkpoints; faster "
                              "on CPUs with AMX / AVX-512 BF16, boxes within bf16 rounding of fp32)."),
+    px_size: float | None = typer.Option(None, "--px-size", metavar="MM", help="Pixel size in millimetres per pixel "
+                                         "(> 0): entries with masks also get area_mm (mm²), length_mm, width_mm."),
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 
     Without --prompts (or --exemplars) the checkpoint's own vocabulary is used. Exported files (.onnx, .xml) run on
-    the CPU with the vocabulary baked in at export.
+    the CPU with the vocabulary baked in at export. Models with a mask branch add to each entry its mask
+    (segmentation, COCO RLE) and area_px, length_px (along the skeleton), width_px (max width), plus the _mm twins with
+    --px-size; the drawn images show the masks.
     """
     from rtvp.deploy.runners import is_exported, open_predictor
+    from rtvp.masks import check_px_size
     from rtvp.predict.inputs import iter_sources
     from rtvp.predict.outputs import check_output_dir, save_predictions
     from rtvp.vocabulary import parse_prompts
 
     check_output_dir(out)  # before the model loads and the images run
+    check_px_size(px_size, "--px-size")
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
     shots = None
     if exemplars is not None:
@@ -52,8 +58,12 @@ def predict(
     predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch,
                                amp=amp)
     summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images,
-                               exemplars=shots)
+                               exemplars=shots, px_size=px_size)
     _report(summary, out, from_checkpoint=words is None and shots is None)
+    if px_size is not None and not summary.masks:
+        from rich.console import Console
+
+        Console().print("[yellow]--px-size: this model returned no masks, so no measurements were written[/]")
 
 
 def _report(summary, out: Path, from_checkpoint: bool) -> None:  # noqa: ANN001 - PredictSummary, imported lazily

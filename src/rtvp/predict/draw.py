@@ -3,7 +3,8 @@
 Line width and font scale follow the image size so labels stay readable on large photos and on small defects;
 label boxes sit above the box (inside the image when the box touches the top edge). Each class has its own colour.
 OpenCV's fonts are ASCII-only, so non-ASCII names (e.g. Chinese prompts) are drawn through ``names=`` overrides
-(the CLI passes the canonical English term) or, failing that, as ``class <id>``.
+(the CLI passes the canonical English term) or, failing that, as ``class <id>``. Instance masks
+(``Detections.mask``) are blended under the boxes in the box colour.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from rtvp.structures import Detections
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+MASK_ALPHA = 0.45  # weight of the class colour inside a mask (half of it for faded, non-highlighted detections)
 
 
 def class_color(index: int) -> tuple[int, int, int]:
@@ -63,11 +65,11 @@ def draw_label(img: np.ndarray, text: str, x1: int, y1: int, y2: int, color: tup
 
 def draw_detections(image: np.ndarray, dets: Detections, highlight: set[int] | None = None,
                     names: Sequence[str] | None = None, show_conf: bool = True, min_side: int = 0) -> np.ndarray:
-    """Draw boxes and ``name conf`` labels.
+    """Draw masks (when ``dets.mask`` is set), boxes and ``name conf`` labels.
 
     Args:
         image: ``(H, W[, C])`` uint8 RGB (grayscale is replicated; extra channels dropped). Not modified.
-        dets: detections in the image's pixels.
+        dets: detections in the image's pixels; ``dets.mask`` ``(N, H, W)`` bool, if set, is blended in the box colour.
         highlight: detection indices to emphasise (drawn thicker, labelled with ``#index``; the others are thin
             and unlabelled). ``None`` draws every detection the same way.
         names: display name per class (default ``dets.class_names``); must be ASCII to render.
@@ -77,9 +79,15 @@ def draw_detections(image: np.ndarray, dets: Detections, highlight: set[int] | N
 
     Returns:
         ``(H', W', 3)`` uint8 RGB copy with the drawing (``H' = H`` unless upscaled by ``min_side``).
+
+    Raises:
+        ValueError: ``dets.mask`` is not the image's size.
     """
     img = as_rgb(image)
     h, w = img.shape[:2]
+    if dets.mask is not None and dets.mask.shape[1:] != (h, w):
+        raise ValueError(f"dets.mask is {dets.mask.shape[1]}x{dets.mask.shape[2]} (H x W) but the image is {h}x{w}; "
+                         f"masks must be in the original image's pixels")
     factor = min_side / min(h, w) if min_side and min(h, w) < min_side else 1.0
     if factor > 1.0:
         img = cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_LINEAR)
@@ -89,6 +97,10 @@ def draw_detections(image: np.ndarray, dets: Detections, highlight: set[int] | N
     order = np.argsort(dets.confidence, kind="stable")  # low scores first: the best boxes end on top
     if highlight is not None:
         order = np.concatenate([[i for i in order if i not in highlight], [i for i in order if i in highlight]])
+    if dets.mask is not None:
+        for i in order.astype(int).tolist():
+            faded = highlight is not None and i not in highlight
+            overlay_mask(img, dets.mask[i], class_color(int(dets.class_id[i])), MASK_ALPHA / (2 if faded else 1))
     for i in order.astype(int).tolist():
         cls = int(dets.class_id[i])
         color = class_color(cls)
@@ -105,6 +117,23 @@ def draw_detections(image: np.ndarray, dets: Detections, highlight: set[int] | N
             text += f" {float(dets.confidence[i]):.2f}"
         draw_label(img, text, x1, y1, y2, color, font_scale, font_thick)
     return img
+
+
+def overlay_mask(img: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = MASK_ALPHA) -> None:
+    """Blend ``color`` into ``img`` where ``mask`` is set, in place: ``(1 - alpha) * pixel + alpha * color``.
+
+    Args:
+        img: ``(H', W', 3)`` uint8 RGB, modified.
+        mask: ``(H, W)`` bool; resized (nearest neighbour) when ``img`` is an upscaled copy.
+        color: RGB.
+        alpha: weight of the colour in ``[0, 1]``.
+    """
+    h, w = img.shape[:2]
+    if mask.shape != (h, w):
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if mask.any():
+        px = img[mask].astype(np.float32)
+        img[mask] = np.round(px * (1.0 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
 
 
 def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, title: str = "") -> np.ndarray:

@@ -4,6 +4,10 @@
 readable images), ``<out>/labels/<stem>.txt`` (YOLO ``cls cx cy w h conf``, normalised), ``<out>/images/<name>``
 (boxes and labels drawn), with ``save_maps`` ``<out>/maps/<stem>_{uncertainty,selection}.png`` overlays, and
 ``<out>/skipped.txt`` listing unreadable inputs. Every file is written atomically.
+
+For models with masks (``Detections.mask``), each ``predictions.json`` entry also carries ``segmentation`` (COCO RLE
+in original pixels) and ``area_px``, ``length_px``, ``width_px`` (``rtvp.masks.measure_mask``), plus ``area_mm``
+(mm²), ``length_mm``, ``width_mm`` when a pixel size is given; the drawn images show the masks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from rtvp.errors import ConfigError, DataError
 from rtvp.fileio import atomic_write_bytes, atomic_write_text
+from rtvp.masks import check_px_size, mask_records
 from rtvp.predict.draw import draw_detections, encode_image, overlay_heatmap
 from rtvp.predict.exemplars import Exemplar
 from rtvp.predict.inputs import coco_results, unique_stems, write_json, write_yolo
@@ -35,6 +40,7 @@ class PredictSummary:
         skipped: ``(source, reason)`` of unreadable inputs.
         results: the COCO results written to ``predictions.json``.
         maps_missing: True when maps were asked for but the model has no RVP maps.
+        masks: True when the model returned instance masks (entries carry ``segmentation`` and measurements).
     """
 
     resolved: list[Resolved]
@@ -42,6 +48,7 @@ class PredictSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     maps_missing: bool = False
+    masks: bool = False
 
 
 def display_names(resolved: Sequence[Resolved]) -> list[str]:
@@ -77,7 +84,7 @@ def check_output_dir(out: Path) -> None:
 
 def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, prompts: Sequence[str] | None = None,
                      save_maps: bool = False, save_images: bool = True,
-                     exemplars: Sequence[Exemplar] | None = None) -> PredictSummary:
+                     exemplars: Sequence[Exemplar] | None = None, px_size: float | None = None) -> PredictSummary:
     """Predict every source and write the results under ``out``.
 
     Args:
@@ -88,16 +95,19 @@ def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, p
         save_maps: also write uncertainty/selection overlays (models with RVP).
         save_images: write the drawn images.
         exemplars: example boxes to prompt with (:meth:`Predictor.set_exemplars`), after ``prompts``.
+        px_size: millimetres per pixel; entries with masks then also get ``area_mm`` (mm²), ``length_mm``,
+            ``width_mm``.
 
     Returns:
         A :class:`PredictSummary`.
 
     Raises:
-        ConfigError: ``out`` cannot hold the results (checked before any inference).
+        ConfigError: ``out`` cannot hold the results, or ``px_size`` is not > 0 (checked before any inference).
         DataError: no source could be read.
     """
     out = Path(out)
     check_output_dir(out)
+    px_size = check_px_size(px_size, "px_size (--px-size)")
     if exemplars:
         predictor.set_exemplars(exemplars, prompts)
         resolved, prompts = list(predictor.resolved), None  # None: stream keeps the exemplar prompts active
@@ -111,7 +121,12 @@ def save_predictions(predictor: Predictor, sources: Sequence[Path], out: Path, p
         stem, src = stems[pred.name], Path(pred.name)
         h, w = pred.image.shape[:2]
         dets = pred.detections
-        summary.results += coco_results(dets, image_id, file_name=str(src))
+        results = coco_results(dets, image_id, file_name=str(src))
+        if dets.mask is not None:
+            summary.masks = True
+            for entry, extra in zip(results, mask_records(dets.mask, px_size), strict=True):
+                entry.update(extra)
+        summary.results += results
         write_yolo(out / "labels" / f"{stem}.txt", dets, w, h)
         if save_images:
             drawn = draw_detections(pred.image, dets, names=names, min_side=DRAW_MIN_SIDE)

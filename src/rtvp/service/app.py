@@ -200,7 +200,7 @@ def _add_task_routes(app: FastAPI, deps: list[Any]) -> None:
         def work() -> dict[str, Any]:
             img, decode_ms = _decode(data, settings)
             dets, resolved, infer_ms = runner.detect(img, prompts, form.conf, form.iou, exemplars)
-            return S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms)
+            return S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms, form.px_size)
 
         return await runner.run(work)
 
@@ -227,13 +227,14 @@ def _add_task_routes(app: FastAPI, deps: list[Any]) -> None:
             dets, resolved, infer_ms = runner.detect(img, prompts)
             height, width = img.shape[:2]
             aligned = resolved if len(resolved) == len(dets.class_names) else None
-            return img.shape, dets, resolved, facts_from_detections(dets, width, height, aligned), decode_ms, infer_ms
+            facts = facts_from_detections(dets, width, height, aligned, px_size=form.px_size)
+            out = S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms, form.px_size)
+            return out, facts
 
         async with runner.admit():
-            shape, dets, resolved, facts, decode_ms, infer_ms = await runner.in_worker(work)
+            out, facts = await runner.in_worker(work)
             # the answerer may call a remote LLM: off the loop and outside the predictor lock, not in a worker
             answer = await anyio.to_thread.run_sync(app.state.answerer.answer, form.question, facts)
-        out = S.build_detect(settings.model_name, shape, dets, resolved, decode_ms, infer_ms)
         return {**out, "question": form.question, "answer": answer.text, "box_ids": answer.box_ids,
                 "answerer": answer.answerer, "intents": answer.intents, "facts_used": answer.facts_used,
                 "facts": facts.to_dict()}

@@ -2,6 +2,9 @@
 
 Boxes are ``[x1, y1, x2, y2]`` in original image pixels (top-left origin); a detection's ``id`` is its row index
 (0-based), the id ``rtvp predict`` images label as ``#id`` and VQA answers cite as ``[#id]`` (``ImageFacts``).
+Models with masks add per detection its ``segmentation`` (COCO compressed RLE) and the measurements of
+``rtvp.masks.measure_mask`` (``area_px``, ``length_px``, ``width_px``; ``_mm`` twins when the request gives
+``px_size``), the same names as ``rtvp predict``'s ``predictions.json``; they are null for models without masks.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+from rtvp.masks import MAX_PX_SIZE, mask_records
 
 if TYPE_CHECKING:  # pragma: no cover
     from rtvp.structures import Detections
@@ -82,8 +87,15 @@ class PromptMapping(BaseModel):
     matched: str = Field("", description="the alias that matched")
 
 
+class RLE(BaseModel):
+    """An instance mask as COCO compressed RLE (``pycocotools.mask.decode`` reads it; column-major runs)."""
+
+    size: list[int] = Field(description="[height, width] of the image", min_length=2, max_length=2)
+    counts: str = Field(description="COCO compressed run lengths, first run of 0s")
+
+
 class Detection(BaseModel):
-    """One detected box."""
+    """One detected box (and its mask and measurements, for models with masks)."""
 
     id: int = Field(description="row index (0-based); VQA answers cite it as [#id]")
     box: list[float] = Field(description="[x1, y1, x2, y2] in original pixels", min_length=4, max_length=4)
@@ -91,6 +103,13 @@ class Detection(BaseModel):
     canonical: str | None = Field(None, description="canonical vocabulary term of the label")
     class_id: int = Field(description="index into the request's prompts (or the model vocabulary)")
     confidence: float
+    segmentation: RLE | None = Field(None, description="the instance mask in original pixels (models with masks)")
+    area_px: float | None = Field(None, description="mask area in pixels")
+    length_px: float | None = Field(None, description="length along the mask's skeleton in pixels")
+    width_px: float | None = Field(None, description="maximum width of the mask in pixels")
+    area_mm: float | None = Field(None, description="mask area in mm² (with px_size)")
+    length_mm: float | None = Field(None, description="length along the skeleton in mm (with px_size)")
+    width_mm: float | None = Field(None, description="maximum width in mm (with px_size)")
 
 
 class Timing(BaseModel):
@@ -170,6 +189,13 @@ def _in_interval(low_open: bool) -> Any:
     return AfterValidator(check)
 
 
+def _check_px_size(value: float | None) -> float | None:
+    if value is None or 0.0 < value <= MAX_PX_SIZE:  # NaN fails both comparisons
+        return value
+    raise PydanticCustomError("px_size", "should be the pixel size in millimetres per pixel, a number in (0, {limit}], "
+                              "got {value}", {"limit": f"{MAX_PX_SIZE:g}", "value": value})
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank_text", "is blank (only whitespace); send some words")
@@ -182,6 +208,11 @@ UnitFloat = Annotated[float | None, _in_interval(False), WithJsonSchema({"type":
 OpenUnitFloat = Annotated[float | None, _in_interval(True), WithJsonSchema({"type": "number", "exclusiveMinimum": 0.0,
                                                                               "maximum": 1.0})]
 """Optional number in ``(0, 1]``."""
+PxSize = Annotated[float | None, AfterValidator(_check_px_size),
+                   WithJsonSchema({"type": "number", "exclusiveMinimum": 0.0, "maximum": MAX_PX_SIZE})]
+"""Optional pixel size in millimetres per pixel, in ``(0, MAX_PX_SIZE]``."""
+PX_SIZE_DOC = ("pixel size in millimetres per pixel; adds area_mm (mm²), length_mm and width_mm to detections with "
+               "masks")
 Prompts = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 8000})]
 """Optional comma-separated prompts (a string when sent)."""
 Exemplars = Annotated[str | None, WithJsonSchema({"type": "string", "maxLength": 20000})]
@@ -203,6 +234,7 @@ class DetectForm(BaseModel):
                                  description='"find more like this": a JSON list of boxes on the uploaded image, '
                                              '[{"box": [x1, y1, x2, y2], "name": "spur"}] (pixels, name optional); '
                                              "each becomes a prompt next to the prompts (RTVPNet models)")
+    px_size: PxSize = Field(None, json_schema_extra=_no_default, description=PX_SIZE_DOC)
 
 
 class GroundForm(BaseModel):
@@ -222,6 +254,8 @@ class AskForm(BaseModel):
         description="e.g. 'what defects are there and why?' (not blank)")
     prompts: Prompts = Field(None, max_length=8000, json_schema_extra=_no_default,
                              description="comma-separated prompts; empty = vocabulary")
+    px_size: PxSize = Field(None, json_schema_extra=_no_default,
+                            description=PX_SIZE_DOC + "; the facts then give sizes in mm")
 
 
 def prompt_mappings(resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
@@ -229,20 +263,29 @@ def prompt_mappings(resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
     return [{"prompt": r.prompt, "text": r.text, "canonical": r.canonical, "matched": r.matched} for r in resolved]
 
 
-def detections_out(dets: Detections, resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
-    """``Detections`` -> ``Detection`` dicts (id = row index; canonical from the aligned prompt resolution)."""
+def detections_out(dets: Detections, resolved: Sequence[Resolved],
+                   px_size: float | None = None) -> list[dict[str, Any]]:
+    """``Detections`` -> ``Detection`` dicts (id = row index; canonical from the aligned prompt resolution).
+
+    With ``dets.mask`` set, each dict also gets ``segmentation`` and the measurements (``rtvp.masks.mask_records``;
+    ``_mm`` twins with ``px_size``).
+    """
     aligned = len(resolved) == len(dets.class_names)
-    return [{"id": i, "box": [round(v, 2) for v in box], "label": dets.class_names[c],
-             "canonical": resolved[c].canonical if aligned else None, "class_id": c, "confidence": round(s, 4)}
-            for i, (box, c, s) in enumerate(zip(dets.xyxy.tolist(), dets.class_id.tolist(),
-                                                dets.confidence.tolist(), strict=True))]
+    out = [{"id": i, "box": [round(v, 2) for v in box], "label": dets.class_names[c],
+            "canonical": resolved[c].canonical if aligned else None, "class_id": c, "confidence": round(s, 4)}
+           for i, (box, c, s) in enumerate(zip(dets.xyxy.tolist(), dets.class_id.tolist(),
+                                               dets.confidence.tolist(), strict=True))]
+    if dets.mask is not None:
+        for d, extra in zip(out, mask_records(dets.mask, px_size), strict=True):
+            d.update(extra)
+    return out
 
 
 def build_detect(model: str, shape: tuple[int, ...], dets: Detections, resolved: Sequence[Resolved],
-                 decode_ms: float, inference_ms: float) -> dict[str, Any]:
-    """The ``DetectResponse`` payload for an image of ``shape`` ``(H, W, C)``."""
+                 decode_ms: float, inference_ms: float, px_size: float | None = None) -> dict[str, Any]:
+    """The ``DetectResponse`` payload for an image of ``shape`` ``(H, W, C)`` (``px_size``: mm per pixel)."""
     return {"model": model, "image": {"width": int(shape[1]), "height": int(shape[0])},
-            "prompts": prompt_mappings(resolved), "detections": detections_out(dets, resolved),
+            "prompts": prompt_mappings(resolved), "detections": detections_out(dets, resolved, px_size),
             "timing": {"decode_ms": round(decode_ms, 2), "inference_ms": round(inference_ms, 2)}}
 
 

@@ -2,7 +2,9 @@
 
 Used by the service tests, the browser test and ``benchmarks/serve_load.py --fake`` (no checkpoint, no torch).
 Prompt ``i`` yields one box on a 3-column grid (``x1 = (0.05 + 0.32 * (i % 3)) * W``, ``y1 = (0.1 + 0.3 * (i // 3
-% 3)) * H``, size ``0.25 W x 0.2 H``) with confidence ``0.9 - 0.07 * i``; ``conf`` filters them.
+% 3)) * H``, size ``0.25 W x 0.2 H``) with confidence ``0.9 - 0.07 * i``; ``conf`` filters them. With
+``masks=True`` each box also has a mask: a 3-px horizontal strip through the box, rows ``round(yc) - 1`` to
+``round(yc) + 1`` (``yc`` the box centre's y) and columns ``round(x1)`` to ``round(x2) - 1``, clipped to the image.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class FakePredictor:
         delay_s: simulated inference time per ``predict`` call.
         conf: confidence threshold (read at ``predict`` time, like the real one).
         iou: NMS threshold (reported only).
+        masks: also return instance masks (``Detections.mask``), like a model with a mask branch.
 
     Attributes:
         calls: number of ``predict`` calls.
@@ -32,9 +35,9 @@ class FakePredictor:
     """
 
     def __init__(self, vocabulary: list[str] | None = None, delay_s: float = 0.0, conf: float = 0.25,
-                 iou: float = 0.7) -> None:
+                 iou: float = 0.7, masks: bool = False) -> None:
         self.vocabulary = list(vocabulary or ["scratch on steel", "hole in wood", "crack on tile"])
-        self.delay_s, self.conf, self.iou = delay_s, conf, iou
+        self.delay_s, self.conf, self.iou, self.masks = delay_s, conf, iou, masks
         self.imgsz, self.device, self.text_encoder, self.version, self.arch = 320, "cpu", "hash", "fake-1", "rtvpnet"
         self.calls = self.overlaps = 0
         self._active = 0
@@ -82,4 +85,11 @@ class FakePredictor:
         xyxy = np.stack([x1, y1, x1 + 0.25 * w, y1 + 0.2 * h], 1)
         conf = np.clip(0.9 - 0.07 * i, 0.01, 1.0)
         keep = conf >= self.conf
-        return Detections(xyxy[keep], conf[keep], i[keep], list(self._prompts))
+        mask = None
+        if self.masks:
+            mask = np.zeros((len(i), h, w), bool)
+            for k, (bx1, by1, bx2, by2) in enumerate(xyxy.tolist()):
+                yc = round((by1 + by2) / 2)
+                mask[k, max(yc - 1, 0):yc + 2, round(bx1):round(bx2)] = True
+            mask = mask[keep]
+        return Detections(xyxy[keep], conf[keep], i[keep], list(self._prompts), mask=mask)

@@ -12,6 +12,10 @@ answers cite ``[#id]``):
 * ``morphology``: from the box aspect ratio only (``rtvp.tasks.query.ROUND_MAX_ASPECT``): elongated >= 3, round
   (compact) < 1.5, irregular in between.
 * ``severity``: the knowledge base's level for the defect at that size class.
+* ``mask`` (only for detections with masks): ``rtvp.masks.measure_mask`` of the mask: ``area_px``, ``length_px``
+  (along the skeleton), ``width_px`` (maximum width), and with ``px_size`` ``area_mm`` (mm²), ``length_mm``,
+  ``width_mm``. A mask counts as elongated when its length is at least ``MASK_ELONGATED`` (3) times its width;
+  :meth:`BoxFact.extent` then phrases its length ("14 mm long"), otherwise its width ("3.5 mm wide").
 
 Per defect type: count, box ids, highest confidence, worst severity, likely root causes with their sources.
 """
@@ -27,10 +31,26 @@ import numpy as np
 
 from rtvp.bench.attributes import location_word, size_class
 from rtvp.errors import ConfigError
+from rtvp.masks import check_px_size, measure_masks
 from rtvp.structures import Detections
 from rtvp.tasks.knowledge import Cause, KnowledgeBase, severity_rank
 from rtvp.tasks.query import EDGE_BAND, box_morphology, canonical_term
 from rtvp.vocabulary import Resolved, Vocabulary
+
+MASK_ELONGATED = 3.0  # length / width of a mask from which its length, not its width, describes it
+
+
+def mm_text(value: float) -> str:
+    """A millimetre value for sentences: whole mm from 10, one decimal from 1, else two significant digits."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
+def mask_value(mask: dict[str, float], key: str) -> str:
+    """``"14 mm"`` (in mm when ``mask`` has ``<key>_mm``) or ``"140 px"``; ``"3.2 mm²"`` / ``"140 px²"`` for area."""
+    unit = "mm" if f"{key}_mm" in mask else "px"
+    value = mask[f"{key}_{unit}"]
+    text = mm_text(value) if unit == "mm" else f"{value:.0f}"
+    return f"{text} {unit}²" if key == "area" else f"{text} {unit}"
 
 
 @dataclass
@@ -52,6 +72,25 @@ class BoxFact:
     aspect: float
     morphology: str
     severity: str
+    mask: dict[str, float] | None = None
+
+    def extent(self) -> str:
+        """How big the mask is in one phrase, ``""`` without a mask.
+
+        ``"14 mm long"`` for an elongated mask (length >= ``MASK_ELONGATED`` x width), else ``"3.5 mm wide"``; in px
+        without a pixel size.
+        """
+        if self.mask is None:
+            return ""
+        long = self.mask["length_px"] >= MASK_ELONGATED * self.mask["width_px"] > 0
+        return f"{mask_value(self.mask, 'length')} long" if long else f"{mask_value(self.mask, 'width')} wide"
+
+    def mask_sizes(self) -> str:
+        """``"14 mm long, 0.5 mm wide, 3.2 mm²"`` (px without a pixel size); ``""`` without a mask."""
+        if self.mask is None:
+            return ""
+        m = self.mask
+        return f"{mask_value(m, 'length')} long, {mask_value(m, 'width')} wide, {mask_value(m, 'area')}"
 
     def where(self) -> str:
         """Location phrase, e.g. ``"top-left, near the left and top edges"``."""
@@ -108,8 +147,12 @@ class ImageFacts:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
+        """Plain JSON-able dict (a box's ``mask`` entry only when it has one)."""
+        out = asdict(self)
+        for box in out["boxes"]:
+            if box["mask"] is None:
+                del box["mask"]
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         """JSON text (non-ASCII kept)."""
@@ -155,12 +198,21 @@ def _defect_terms(class_names: Sequence[str], resolved: Sequence[Resolved] | Non
     return out
 
 
-def _box_facts(dets: Detections, terms: list[str], width: int, height: int, kb: KnowledgeBase) -> list[BoxFact]:
+def _mask_facts(dets: Detections, px_size: float | None) -> list[dict[str, float] | None]:
+    if dets.mask is None:
+        return [None] * len(dets)
+    return [{k: round(v, 1 if k.endswith("_px") else 4) for k, v in m.items()}
+            for m in measure_masks(dets.mask, px_size)]
+
+
+def _box_facts(dets: Detections, terms: list[str], width: int, height: int, kb: KnowledgeBase,
+               px_size: float | None = None) -> list[BoxFact]:
     xyxy = dets.xyxy.astype(np.float64)
     wh = np.clip(xyxy[:, 2:] - xyxy[:, :2], 0.0, None)
     area = wh[:, 0] * wh[:, 1]
     aspect = wh.max(1) / np.clip(wh.min(1), 1e-6, None) if len(wh) else np.zeros(0)
     morph, edges = box_morphology(xyxy), edge_words(xyxy, width, height)
+    masks = _mask_facts(dets, px_size)
     boxes = []
     for i in range(len(dets)):
         term = terms[int(dets.class_id[i])]
@@ -172,7 +224,7 @@ def _box_facts(dets: Detections, terms: list[str], width: int, height: int, kb: 
             location=location_word([xyxy[i, 0], xyxy[i, 1], wh[i, 0], wh[i, 1]], width, height), edges=edges[i],
             size=size, area_px=round(float(area[i]), 1), area_pct=round(100.0 * float(area[i]) / (width * height), 2),
             aspect=round(float(min(aspect[i], 1e6)), 2), morphology=str(morph[i]),
-            severity=kb.severity(term, size)))
+            severity=kb.severity(term, size), mask=masks[i]))
     return boxes
 
 
@@ -183,6 +235,7 @@ def facts_from_detections(
     prompts_resolved: Sequence[Resolved] | None = None,
     kb: KnowledgeBase | None = None,
     vocab: Vocabulary | None = None,
+    px_size: float | None = None,
 ) -> ImageFacts:
     """Turn one image's detections into facts.
 
@@ -194,6 +247,7 @@ def facts_from_detections(
             class names through the vocabulary here.
         kb: knowledge base (default: the shipped one).
         vocab: controlled vocabulary (default: the shipped one).
+        px_size: pixel size in millimetres per pixel: mask measurements then also come in mm (``dets.mask`` set).
 
     Returns:
         The facts; box ids are detection indices.
@@ -206,9 +260,10 @@ def facts_from_detections(
     """
     if width <= 0 or height <= 0:
         raise ConfigError(f"image size must be positive, got {width}x{height}")
+    px_size = check_px_size(px_size)
     kb, vocab = kb or KnowledgeBase.default(), vocab or Vocabulary.default()
     terms = _defect_terms(dets.class_names, prompts_resolved, vocab)
-    boxes = _box_facts(dets, terms, width, height, kb)
+    boxes = _box_facts(dets, terms, width, height, kb, px_size)
     types: list[TypeFact] = []
     for term in dict.fromkeys(b.defect for b in boxes):
         group = [b for b in boxes if b.defect == term]
@@ -220,5 +275,9 @@ def facts_from_detections(
             in_knowledge_base=entry.known, labels=list(dict.fromkeys(b.label for b in group))))
     notes = ["severity and causes come from rtvp's shipped knowledge base; 'engineering judgement' sources are "
              "hypotheses to check, not a diagnosis", "box-based shape: 'round' means compact (aspect < 1.5)"]
+    if dets.mask is not None:
+        unit = f"mm (pixel size {px_size:g} mm; area in mm²)" if px_size is not None else "pixels"
+        notes.append(f"'mask' sizes are measured on the instance mask, in {unit}: length along its skeleton, "
+                     "maximum width, area")
     vocabulary = [PromptFact(n, t) for n, t in zip(dets.class_names, terms, strict=True)]
     return ImageFacts(int(width), int(height), boxes, types, vocabulary, notes)

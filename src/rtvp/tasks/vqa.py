@@ -6,7 +6,9 @@ severity ("how severe?"), why (root causes from the knowledge base, with their s
 the fallback). A question may carry several intents ("what defects are there and why?"); they are answered in the
 order they appear. Defect terms in the question (vocabulary aliases, any language) restrict the answer to those
 types; location / size / shape words ("at the top-left", "small", "the largest") restrict it to the boxes that
-satisfy them exactly (prior == 1 in ``rtvp.tasks.query``).
+satisfy them exactly (prior == 1 in ``rtvp.tasks.query``). Boxes with mask measurements (``BoxFact.mask``) are
+also sized by their masks: "a 14 mm long crack [#0] at the top-left" (where), the mask's length, width and area
+(size), "large elongated, 14 mm long, at the top" (describe), and "the largest" compares mask areas.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _scope(question: str, facts: ImageFacts) -> _Scope:
         boxes = [b for b, k in zip(boxes, keep.tolist(), strict=True) if k]
         if constraints.extreme and boxes:
             pick = max if constraints.extreme == "largest" else min
-            boxes = [pick(boxes, key=lambda b: b.area_px)]
+            boxes = [pick(boxes, key=lambda b: b.mask["area_px"] if b.mask else b.area_px)]
     where = f" ({constraints.describe()})" if constraints else ""
     return _Scope(boxes, targets, where)
 
@@ -194,17 +196,19 @@ def _types(s: _Scope, facts: ImageFacts) -> tuple[str, list[BoxFact], list[str]]
 def _where(s: _Scope, facts: ImageFacts) -> tuple[str, list[BoxFact], list[str]]:
     if not s.boxes:
         return _empty(s, facts), [], ["boxes"]
-    items = "; ".join(f"{b.defect} [#{b.id}] at the {b.where()} (x {b.box[0]:.0f}-{b.box[2]:.0f}, "
-                      f"y {b.box[1]:.0f}-{b.box[3]:.0f} px)" for b in s.boxes)
+    items = "; ".join(f"{f'a {b.extent()} ' if b.mask else ''}{b.defect} [#{b.id}] at the {b.where()} "
+                      f"(x {b.box[0]:.0f}-{b.box[2]:.0f}, y {b.box[1]:.0f}-{b.box[3]:.0f} px)" for b in s.boxes)
     return items + ".", s.boxes, [f"boxes[#{b.id}].location" for b in s.boxes]
 
 
 def _size(s: _Scope, facts: ImageFacts) -> tuple[str, list[BoxFact], list[str]]:
     if not s.boxes:
         return _empty(s, facts), [], ["boxes"]
-    items = "; ".join(f"{b.defect} [#{b.id}]: {b.width_px:.0f}×{b.height_px:.0f} px ({b.area_pct:.2f}% of the "
-                      f"image), {b.size}, {b.morphology}" for b in s.boxes)
-    return items + ".", s.boxes, [f"boxes[#{b.id}].size" for b in s.boxes]
+    items = "; ".join(f"{b.defect} [#{b.id}]: {f'{b.mask_sizes()} (mask), box ' if b.mask else ''}"
+                      f"{b.width_px:.0f}×{b.height_px:.0f} px ({b.area_pct:.2f}% of the image), {b.size}, "
+                      f"{b.morphology}" for b in s.boxes)
+    used = [f"boxes[#{b.id}].{part}" for b in s.boxes for part in (("mask", "size") if b.mask else ("size",))]
+    return items + ".", s.boxes, used
 
 
 def _severity(s: _Scope, facts: ImageFacts) -> tuple[str, list[BoxFact], list[str]]:
@@ -241,7 +245,8 @@ def _describe(s: _Scope, facts: ImageFacts) -> tuple[str, list[BoxFact], list[st
         return f"No defects detected{s.where} in the {facts.width}×{facts.height} image.", [], ["boxes"]
     items = []
     for t, bs in groups.items():
-        details = "; ".join(f"{b.size} {b.morphology} at the {b.where()} [#{b.id}]" for b in bs)
+        details = "; ".join(f"{b.size} {b.morphology}{f', {b.extent()},' if b.mask else ''} at the {b.where()} "
+                            f"[#{b.id}]" for b in bs)
         items.append(f"{plural(t, len(bs))} ({details})")
     worst = max((b.severity for b in s.boxes), key=severity_rank)
     text = (f"{plural('defect', len(s.boxes))} detected{s.where} in the {facts.width}×{facts.height} image: "

@@ -46,7 +46,7 @@ assert set(PIL_FORMATS) == set(DEFAULT_CONTENT_TYPES)
 for media, pil_format in PIL_FORMATS.items():
     schemathesis.openapi.media_type(media, _images(pil_format))
 
-APP = create_app(FakePredictor(), ServeSettings(max_prompts=8))
+APP = create_app(FakePredictor(masks=True), ServeSettings(max_prompts=8))  # masks: RLE + measurements too
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 CHECKS_RUN = [c for c in CHECKS.get_all() if c is not negative_data_rejection]
 

@@ -199,3 +199,35 @@ def test_page_find_more_like_a_drawn_box(driver, tmp_path):
         assert [tr.find_elements(By.TAG_NAME, "td")[1].text
                 for tr in driver.find_elements(By.CSS_SELECTOR, "#detections tbody tr")] == ["spur"]
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_page_draws_masks_and_shows_their_sizes(driver, tmp_path):
+    """A model with masks: each mask is decoded from its RLE and drawn in the box colour; the table gives its sizes."""
+    from selenium.webdriver.common.by import By
+
+    from rtvp.masks import measure_mask
+
+    pytest.importorskip("uvicorn")
+    port = free_port()
+    image = tmp_path / "steel.png"
+    _steel_image(image)
+    app = create_app(FakePredictor(conf=0.25, masks=True), ServeSettings(port=port, model_name="fake-demo"))
+    with served(app, port) as url:
+        driver.get(url + "/")
+        _wait(driver, lambda d: "fake-demo" in d.find_element(By.ID, "model-info").text)
+        driver.find_element(By.ID, "px-size").send_keys("0.1")
+        driver.find_element(By.ID, "prompts").send_keys("scratch, hole")
+        driver.find_element(By.ID, "file-input").send_keys(str(image))
+        _wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#detections tbody tr")) == 2)
+        assert driver.find_element(By.ID, "canvas").get_attribute("data-masks") == "2"
+        # box 0 is [24, 32, 144, 96]: its mask is the 3-px strip at rows 63-65, columns 24-143
+        strip = np.zeros((H, W), bool)
+        strip[63:66, 24:144] = True
+        length_mm = round(measure_mask(strip)["length_px"], 2) * 0.1
+        cells = driver.find_elements(By.CSS_SELECTOR, "#detections tbody tr td.mask")
+        assert cells[0].text == f"{length_mm:.0f} mm long · 0.3 mm wide · 3.6 mm²"
+        r, g, _, _ = _pixel(driver, 84, 64)  # inside the strip: grey blended with palette colour 0 (#e6194b)
+        assert r - g > 60
+        r, g, b, _ = _pixel(driver, 84, 60)  # above the strip, inside the box: untouched grey
+        assert abs(r - g) < 3 and abs(g - b) < 3
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -1,5 +1,6 @@
 // rtvp inspection page: plain JavaScript, no build step, no external resources.
-// Talks to /v1/model, /v1/detect, /v1/ask and /v1/ground; draws boxes on a canvas; never uses innerHTML.
+// Talks to /v1/model, /v1/detect, /v1/ask and /v1/ground; draws boxes (and instance masks, see masks.js) on a
+// canvas; never uses innerHTML.
 "use strict";
 
 const PALETTE = ["#e6194b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#d62728", "#8c564b",
@@ -113,6 +114,15 @@ function draw() {
   const font = Math.max(12, Math.round(Math.max(w, h) / 45));
   const focus = state.hover != null ? new Set([state.hover]) : state.highlight;
   const order = [...state.dets].sort((a, b) => focus.has(a.id) - focus.has(b.id));
+  let masks = 0;
+  order.forEach((d) => {
+    if (!d.segmentation) return;
+    if (!d.maskCanvas) d.maskCanvas = maskCanvas(d.segmentation, color(d.class_id));
+    ctx.globalAlpha = focus.size === 0 || focus.has(d.id) ? 0.45 : 0.15;
+    ctx.drawImage(d.maskCanvas, 0, 0);
+    masks += 1;
+  });
+  ctx.globalAlpha = 1;
   order.forEach((d) => drawBox(ctx, d, lw, font, focus.size === 0 || focus.has(d.id), focus.has(d.id)));
   if (state.exemplar) {
     const [x1, y1, x2, y2] = state.exemplar;
@@ -123,6 +133,7 @@ function draw() {
     ctx.setLineDash([]);
   }
   canvas.dataset.boxes = String(state.dets.length);
+  canvas.dataset.masks = String(masks);
   canvas.dataset.exemplar = state.exemplar ? state.exemplar.join(",") : "";
   canvas.dataset.highlighted = [...focus].sort((a, b) => a - b).join(",");
 }
@@ -166,6 +177,7 @@ function showDetections(dets, highlight, prompts = []) {
       el("td", { class: "num" }, [bar, document.createTextNode(d.confidence.toFixed(3))]),
       el("td", { class: "num mono", text: [x1, y1, x2, y2].map((v) => v.toFixed(0)).join(", ") }),
       el("td", { class: "num mono", text: `${(x2 - x1).toFixed(0)} × ${(y2 - y1).toFixed(0)}` }),
+      el("td", { class: "num mono mask", text: maskText(d) }),
     ]);
     if (highlight.has(d.id)) tr.classList.add("cited");
     tr.addEventListener("mouseenter", () => { state.hover = d.id; draw(); });
@@ -200,7 +212,8 @@ async function run(label, fn) {
 
 function detect() {
   return run("Detecting", async () => {
-    const r = await api("/v1/detect", formData({ prompts: $("prompts").value, conf: $("conf").value }));
+    const r = await api("/v1/detect", formData({ prompts: $("prompts").value, conf: $("conf").value,
+      px_size: $("px-size").value }));
     state.imageSize = r.image;
     $("answer").hidden = true;
     showDetections(r.detections, new Set(), r.prompts);
@@ -244,7 +257,7 @@ function findMore() {
   const name = $("exemplar-name").value.trim();
   const exemplars = JSON.stringify([name ? { box: state.exemplar, name } : { box: state.exemplar }]);
   return run("Finding more like this", async () => {
-    const r = await api("/v1/detect", formData({ exemplars, conf: $("conf").value }));
+    const r = await api("/v1/detect", formData({ exemplars, conf: $("conf").value, px_size: $("px-size").value }));
     state.imageSize = r.image;
     $("answer").hidden = true;
     showDetections(r.detections, new Set(), r.prompts);
@@ -278,7 +291,7 @@ function ask() {
   const question = $("question").value.trim();
   if (!question) { setStatus("Type a question first.", "error"); return Promise.resolve(); }
   return run("Answering", async () => {
-    const r = await api("/v1/ask", formData({ question, prompts: $("prompts").value }));
+    const r = await api("/v1/ask", formData({ question, prompts: $("prompts").value, px_size: $("px-size").value }));
     state.imageSize = r.image;
     showDetections(r.detections, new Set(r.box_ids), r.prompts);
     renderAnswer(question, r.answer, r.box_ids);

@@ -26,6 +26,7 @@ from _common import REPO, config_hash
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 GEN_KEYS = ("AP_seen", "AP_unseen", "HM", "AP50_seen", "AP50_unseen", "HM50")
+MASK_KEYS = ("mask_AP", "mask_AP50", "mask_AP75", "mask_images", "mask_classes")
 SYNTH_RECIPE = REPO / "configs" / "benchmarks" / "synth.yaml"
 MMIOC_RECIPE = REPO / "configs" / "benchmarks" / "mmioc-mini.yaml"
 TEXT_ONLY = {"sam": False, "edp": False, "rvp": False, "t2v": False, "v2t": False}
@@ -275,7 +276,7 @@ def resolve_device(device: str) -> str:
 
 def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of an ``evaluate`` result (fractions), plus per-class AP."""
-    out = {k: metrics.get(k) for k in (*METRIC_KEYS, *GEN_KEYS) if k in metrics}
+    out = {k: metrics.get(k) for k in (*METRIC_KEYS, *GEN_KEYS, *MASK_KEYS) if k in metrics}
     out["images"] = metrics.get("num_images")
     out["per_class_AP"] = {name: v.get("AP") for name, v in (metrics.get("per_class") or {}).items()}
     return out

@@ -258,6 +258,19 @@ def test_profile_step_quick(work: Path) -> None:
     assert [r["precision"] for r in rows] == list(res["raw"])
 
 
+def test_masks_quick(work: Path) -> None:
+    import masks
+
+    masks.main(_argv(work))
+    res = _results(work, "masks")
+    plain, seg = res["raw"]["expert-tiny"], res["raw"]["expert-tiny + masks"]
+    assert seg["cost"]["params_M"] > plain["cost"]["params_M"] and seg["cost"]["GFLOPs"] > plain["cost"]["GFLOPs"]
+    assert "mask_AP" not in plain["metrics"]  # no mask branch: box AP only
+    length = seg["crack_length"]
+    assert length["gt"] > 0 and length["matched"] == len(length["pairs"]) <= length["gt"]
+    assert [r["Model"] for r in _csv(work, "masks", "masks")] == ["expert-tiny", "expert-tiny + masks"]
+
+
 def test_yolo_venv_sees_the_running_environment(tmp_path: Path) -> None:
     """The Ultralytics venv is made with --system-site-packages, which inherits the *base* interpreter's packages,
     not those of the venv rtvp runs in; the .pth link makes them visible (here: numpy and torch)."""

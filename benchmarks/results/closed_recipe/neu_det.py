@@ -1,0 +1,27 @@
+"""NEU-DET expert-n at YOLOv8n's budget (224 px, batch 32, 30 epochs): recipe cells, 2 seeds each.
+
+Cells (stage 1 alone, the fixed split of ``closed_vs_yolov8.py``): mosaic closed for the last 10 epochs (the best
+24-epoch cell of ``../close_mosaic``), at 30 epochs, seeds 0 and 1. Writes ``neu_det.json`` after every cell
+(resumable: finished runs are reused from ``benchmarks/runs/train``).
+"""
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _train import Budget, evaluate_weights, make_config, train_run  # noqa: E402
+
+RUNS = REPO / "benchmarks" / "runs"
+bench = RUNS / "_bench" / "neu_det-fixed"
+budget = Budget(scale="n", imgsz=224, batch=32, epochs=6, expert_epochs=30, workers=0, sam_weights=None)
+CELLS = {f"close-mosaic-10-seed{s}": {"augment.mosaic_stop_epoch": 20, "seed": s} for s in (0, 1)}
+target = Path(__file__).with_name("neu_det.json")
+out = json.loads(target.read_text()) if target.is_file() else {}
+for name, extra in CELLS.items():
+    cfg = make_config(bench, "closed", budget, stage="expert", train=extra)
+    run = train_run(cfg, RUNS, "expert-closed")
+    m = evaluate_weights(run["best"], bench, "closed", 224)
+    out[name] = {"train": run, "overrides": extra, "metrics": {k: m[k] for k in ("AP", "AP50", "AP75")}}
+    print(name, json.dumps(out[name]), flush=True)
+    target.write_text(json.dumps(out, indent=1))

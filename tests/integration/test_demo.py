@@ -24,7 +24,15 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path):
             v = metrics[protocol][k]
             assert v is None or 0.0 <= v <= 1.0, (protocol, k, v)
     assert {"AP_seen", "AP_unseen", "HM"} <= set(metrics["open"])
+    assert {"mask_AP", "mask_AP50"} <= set(metrics["closed"])  # the mask branch is on by default (--no-masks)
+    for k in ("mask_AP", "mask_AP50"):
+        assert metrics["closed"][k] is None or 0.0 <= metrics["closed"][k] <= 1.0
     assert (out / "bench" / "annotations" / "closed_val.json").is_file()
     drawn = list((out / "detections").glob("*.png"))
     assert len(drawn) == 4 and all(p.stat().st_size > 0 for p in drawn)
-    assert (out / "runs" / "closed" / "weights" / "best.pt").is_file()
+    best = out / "runs" / "closed" / "weights" / "best.pt"
+    assert best.is_file()
+    from rtvp.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(best)
+    assert ckpt["model_config"]["masks"] is True and any(k.startswith("seg.") for k in ckpt["model"])

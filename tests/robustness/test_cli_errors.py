@@ -107,8 +107,8 @@ def test_boxes_left_in_the_letterbox_padding_are_not_reported(monkeypatch):
     found = (boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 0]), torch.tensor([3, 4, 5]))
     monkeypatch.setattr(predictor, "select", lambda *a, **k: [found])
     geo = predictor.Letterboxed(np.array([1.0]), np.array([[4.0, 0.0]]), np.array([[64, 52]]))  # 4 px pad left/right
-    dets, _ = predictor.run_batch(lambda x: SimpleNamespace(embeddings=None, maps=None), torch.zeros(1, 3, 64, 64),
-                                  geo, ["scratch"], 0.1, 0.7, 10)
+    stub = SimpleNamespace(embeddings=None, maps=None, mask_coef=None)
+    dets, _ = predictor.run_batch(lambda x: stub, torch.zeros(1, 3, 64, 64), geo, ["scratch"], 0.1, 0.7, 10)
     assert dets[0].xyxy.tolist() == [[6.0, 20.0, 26.0, 40.0]]  # the other two clip to x 0..0 and 52..52
     assert dets[0].data["anchor"].tolist() == [3]
     gt = {"images": [{"id": 1}], "categories": [{"id": 1}]}

@@ -236,7 +236,8 @@ def measure_masks(masks: np.ndarray, px_size: float | None = None) -> list[dict[
     return [measure_mask(m, px_size) for m in as_mask(masks, "masks", ndim=3)]
 
 
-def mask_records(masks: np.ndarray, px_size: float | None = None, decimals: int = 2) -> list[dict[str, Any]]:
+def mask_records(masks: np.ndarray, px_size: float | None = None, decimals: int = 2,
+                 measures: list[dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Per-mask JSON fields: ``segmentation`` (COCO RLE) and the rounded measurements.
 
     This is what ``predictions.json`` entries and the service's detections carry for models with masks.
@@ -245,13 +246,16 @@ def mask_records(masks: np.ndarray, px_size: float | None = None, decimals: int 
         masks: ``(N, H, W)`` bool masks in original pixels.
         px_size: millimetres per pixel; adds ``area_mm`` (mm²), ``length_mm``, ``width_mm``.
         decimals: rounding of the pixel measurements (millimetre ones keep ``decimals + 4``).
+        measures: :func:`measure_masks` of ``masks`` with ``px_size`` when the caller already has them (not
+            measured again).
 
     Returns:
         N dicts ``{"segmentation", "area_px", "length_px", "width_px"[, "area_mm", "length_mm", "width_mm"]}``.
     """
     rles = encode_rles(masks)
     out = []
-    for rle, measures in zip(rles, measure_masks(masks, px_size), strict=True):
-        rounded = {k: round(v, decimals if k in PX_KEYS else decimals + 4) for k, v in measures.items()}
+    measures = measure_masks(masks, px_size) if measures is None else measures
+    for rle, values in zip(rles, measures, strict=True):
+        rounded = {k: round(v, decimals if k in PX_KEYS else decimals + 4) for k, v in values.items()}
         out.append({"segmentation": rle, **rounded})
     return out

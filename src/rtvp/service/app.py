@@ -26,6 +26,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fastapi.staticfiles import StaticFiles
 
 from rtvp import __version__
+from rtvp.masks import measure_masks
 from rtvp.service import schemas as S
 from rtvp.service.errors import ServiceError, install_error_handlers
 from rtvp.service.guard import GuardMiddleware, key_matches
@@ -227,8 +228,11 @@ def _add_task_routes(app: FastAPI, deps: list[Any]) -> None:
             dets, resolved, infer_ms = runner.detect(img, prompts)
             height, width = img.shape[:2]
             aligned = resolved if len(resolved) == len(dets.class_names) else None
-            facts = facts_from_detections(dets, width, height, aligned, px_size=form.px_size)
-            out = S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms, form.px_size)
+            # measured once (skeleton, distance transform) for both the facts and the reported detections
+            measures = None if dets.mask is None else measure_masks(dets.mask, form.px_size)
+            facts = facts_from_detections(dets, width, height, aligned, px_size=form.px_size, measures=measures)
+            out = S.build_detect(settings.model_name, img.shape, dets, resolved, decode_ms, infer_ms, form.px_size,
+                                 measures)
             return out, facts
 
         async with runner.admit():

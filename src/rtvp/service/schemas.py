@@ -263,12 +263,12 @@ def prompt_mappings(resolved: Sequence[Resolved]) -> list[dict[str, Any]]:
     return [{"prompt": r.prompt, "text": r.text, "canonical": r.canonical, "matched": r.matched} for r in resolved]
 
 
-def detections_out(dets: Detections, resolved: Sequence[Resolved],
-                   px_size: float | None = None) -> list[dict[str, Any]]:
+def detections_out(dets: Detections, resolved: Sequence[Resolved], px_size: float | None = None,
+                   measures: list[dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """``Detections`` -> ``Detection`` dicts (id = row index; canonical from the aligned prompt resolution).
 
     With ``dets.mask`` set, each dict also gets ``segmentation`` and the measurements (``rtvp.masks.mask_records``;
-    ``_mm`` twins with ``px_size``).
+    ``_mm`` twins with ``px_size``; ``measures``: ``rtvp.masks.measure_masks`` already computed by the caller).
     """
     aligned = len(resolved) == len(dets.class_names)
     out = [{"id": i, "box": [round(v, 2) for v in box], "label": dets.class_names[c],
@@ -276,16 +276,20 @@ def detections_out(dets: Detections, resolved: Sequence[Resolved],
            for i, (box, c, s) in enumerate(zip(dets.xyxy.tolist(), dets.class_id.tolist(),
                                                dets.confidence.tolist(), strict=True))]
     if dets.mask is not None:
-        for d, extra in zip(out, mask_records(dets.mask, px_size), strict=True):
+        for d, extra in zip(out, mask_records(dets.mask, px_size, measures=measures), strict=True):
             d.update(extra)
     return out
 
 
 def build_detect(model: str, shape: tuple[int, ...], dets: Detections, resolved: Sequence[Resolved],
-                 decode_ms: float, inference_ms: float, px_size: float | None = None) -> dict[str, Any]:
-    """The ``DetectResponse`` payload for an image of ``shape`` ``(H, W, C)`` (``px_size``: mm per pixel)."""
+                 decode_ms: float, inference_ms: float, px_size: float | None = None,
+                 measures: list[dict[str, float]] | None = None) -> dict[str, Any]:
+    """The ``DetectResponse`` payload for an image of ``shape`` ``(H, W, C)``.
+
+    ``px_size``: mm per pixel; ``measures``: the masks' measurements when the caller already has them.
+    """
     return {"model": model, "image": {"width": int(shape[1]), "height": int(shape[0])},
-            "prompts": prompt_mappings(resolved), "detections": detections_out(dets, resolved, px_size),
+            "prompts": prompt_mappings(resolved), "detections": detections_out(dets, resolved, px_size, measures),
             "timing": {"decode_ms": round(decode_ms, 2), "inference_ms": round(inference_ms, 2)}}
 
 

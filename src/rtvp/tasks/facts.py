@@ -198,21 +198,22 @@ def _defect_terms(class_names: Sequence[str], resolved: Sequence[Resolved] | Non
     return out
 
 
-def _mask_facts(dets: Detections, px_size: float | None) -> list[dict[str, float] | None]:
+def _mask_facts(dets: Detections, px_size: float | None,
+                measures: list[dict[str, float]] | None = None) -> list[dict[str, float] | None]:
     if dets.mask is None:
         return [None] * len(dets)
-    return [{k: round(v, 1 if k.endswith("_px") else 4) for k, v in m.items()}
-            for m in measure_masks(dets.mask, px_size)]
+    measures = measure_masks(dets.mask, px_size) if measures is None else measures
+    return [{k: round(v, 1 if k.endswith("_px") else 4) for k, v in m.items()} for m in measures]
 
 
 def _box_facts(dets: Detections, terms: list[str], width: int, height: int, kb: KnowledgeBase,
-               px_size: float | None = None) -> list[BoxFact]:
+               px_size: float | None = None, measures: list[dict[str, float]] | None = None) -> list[BoxFact]:
     xyxy = dets.xyxy.astype(np.float64)
     wh = np.clip(xyxy[:, 2:] - xyxy[:, :2], 0.0, None)
     area = wh[:, 0] * wh[:, 1]
     aspect = wh.max(1) / np.clip(wh.min(1), 1e-6, None) if len(wh) else np.zeros(0)
     morph, edges = box_morphology(xyxy), edge_words(xyxy, width, height)
-    masks = _mask_facts(dets, px_size)
+    masks = _mask_facts(dets, px_size, measures)
     boxes = []
     for i in range(len(dets)):
         term = terms[int(dets.class_id[i])]
@@ -236,6 +237,7 @@ def facts_from_detections(
     kb: KnowledgeBase | None = None,
     vocab: Vocabulary | None = None,
     px_size: float | None = None,
+    measures: list[dict[str, float]] | None = None,
 ) -> ImageFacts:
     """Turn one image's detections into facts.
 
@@ -248,6 +250,8 @@ def facts_from_detections(
         kb: knowledge base (default: the shipped one).
         vocab: controlled vocabulary (default: the shipped one).
         px_size: pixel size in millimetres per pixel: mask measurements then also come in mm (``dets.mask`` set).
+        measures: ``rtvp.masks.measure_masks(dets.mask, px_size)`` when the caller already has them (the service
+            reports the same measurements next to the facts): not measured again.
 
     Returns:
         The facts; box ids are detection indices.
@@ -263,7 +267,7 @@ def facts_from_detections(
     px_size = check_px_size(px_size)
     kb, vocab = kb or KnowledgeBase.default(), vocab or Vocabulary.default()
     terms = _defect_terms(dets.class_names, prompts_resolved, vocab)
-    boxes = _box_facts(dets, terms, width, height, kb, px_size)
+    boxes = _box_facts(dets, terms, width, height, kb, px_size, measures)
     types: list[TypeFact] = []
     for term in dict.fromkeys(b.defect for b in boxes):
         group = [b for b in boxes if b.defect == term]

@@ -87,6 +87,16 @@ def test_ask_uses_mask_sizes(masked, png):
     assert plain["answer"].startswith(f"a {body['detections'][0]['length_px']:.0f} px long scratch [#0] at the")
 
 
+def test_ask_measures_each_mask_once(masked, png, monkeypatch):
+    import rtvp.masks
+
+    calls = []
+    real = rtvp.masks.measure_mask
+    monkeypatch.setattr(rtvp.masks, "measure_mask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    body = post(masked, "/v1/ask", png, question="how long is the scratch?", prompts="scratch,hole").json()
+    assert len(calls) == len(body["detections"]) > 0  # facts and reported detections share one measurement
+
+
 def test_openapi_documents_the_new_fields(client):
     spec = client.get("/openapi.json").json()
     detection = spec["components"]["schemas"]["Detection"]["properties"]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rtvp.loss.assigner import AssignResult
-from rtvp.models.segment import PROTO_STRIDE, crop_to_boxes
+from rtvp.models.segment import PROTO_STRIDE, box_cells
 
 __all__ = ["mask_loss"]
 
@@ -72,8 +72,7 @@ def mask_loss(coef: torch.Tensor, protos: torch.Tensor, res: AssignResult, gt_se
     bi, ai, gi = bi[keep], ai[keep], gi[keep]
     logits = positive_mask_logits(coef, protos, bi, ai)
     target = gt_segs.to(logits.device)[bi, gi].float()
-    boxes = res.target_boxes[bi, ai].float() / PROTO_STRIDE
-    bce = crop_to_boxes(F.binary_cross_entropy_with_logits(logits, target, reduction="none"), boxes)
-    area = crop_to_boxes(torch.ones_like(target), boxes).sum((1, 2)).clamp(min=1.0)
-    return (bce.sum((1, 2)) / area).sum() / len(bi)
+    inside = box_cells(res.target_boxes[bi, ai].float() / PROTO_STRIDE, *logits.shape[-2:]).float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * inside
+    return (bce.sum((1, 2)) / inside.sum((1, 2)).clamp(min=1.0)).sum() / len(bi)
 

@@ -52,23 +52,23 @@ class MaskHead(nn.Module):
         return coef, self.proto(feats[0])
 
 
-def crop_to_boxes(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Zero every mask outside its box.
+def box_cells(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Which cells of an ``h x w`` grid lie in each box (cell ``(x, y)`` when ``x1 <= x + 0.5 < x2``, same for y).
 
     Args:
-        masks: ``(N, H, W)``.
-        boxes: ``(N, 4)`` xyxy in the masks' pixel units (pixel ``(x, y)`` is kept when ``x1 <= x + 0.5 < x2``).
+        boxes: ``(N, 4)`` xyxy in cell units.
+        h: grid rows.
+        w: grid columns.
 
     Returns:
-        ``(N, H, W)``, same dtype.
+        ``(N, h, w)`` bool.
     """
-    h, w = masks.shape[-2:]
-    xs = torch.arange(w, device=masks.device, dtype=torch.float32) + 0.5
-    ys = torch.arange(h, device=masks.device, dtype=torch.float32) + 0.5
+    xs = torch.arange(w, device=boxes.device, dtype=torch.float32) + 0.5
+    ys = torch.arange(h, device=boxes.device, dtype=torch.float32) + 0.5
     x1, y1, x2, y2 = boxes.float().unbind(-1)
     inside_x = (xs >= x1[:, None]) & (xs < x2[:, None])  # (N, W)
     inside_y = (ys >= y1[:, None]) & (ys < y2[:, None])  # (N, H)
-    return masks * (inside_y[:, :, None] & inside_x[:, None, :]).to(masks.dtype)
+    return inside_y[:, :, None] & inside_x[:, None, :]
 
 
 def mask_logits(coef: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 
 from rtvp.data.masks import MASK_STRIDE
 from rtvp.models import ExpertDetector, ModelConfig, build_model
-from rtvp.models.segment import PROTO_STRIDE, MaskHead, crop_to_boxes, mask_logits
+from rtvp.models.segment import PROTO_STRIDE, MaskHead, box_cells, mask_logits
 from rtvp.models.transfer import load_expert
 from rtvp.predict import masks as predict_masks
 
@@ -55,13 +55,12 @@ def test_load_expert_copies_the_mask_branch():
     assert load_expert(_rtvpnet(False), expert.state_dict())["seg"] == 0  # a model without the branch ignores it
 
 
-def test_crop_and_logits_by_hand():
-    masks = torch.ones(1, 4, 4)
+def test_box_cells_and_logits_by_hand():
     # box [1, 0.4, 3, 2.6]: columns whose centre x + 0.5 in [1, 3) -> 1, 2; rows with y + 0.5 in [0.4, 2.6) -> 0, 1, 2
-    cropped = crop_to_boxes(masks, torch.tensor([[1.0, 0.4, 3.0, 2.6]]))
-    expected = torch.zeros(1, 4, 4)
-    expected[0, 0:3, 1:3] = 1
-    assert torch.equal(cropped, expected)
+    cells = box_cells(torch.tensor([[1.0, 0.4, 3.0, 2.6]]), 4, 4)
+    expected = torch.zeros(1, 4, 4, dtype=torch.bool)
+    expected[0, 0:3, 1:3] = True
+    assert torch.equal(cells, expected)
     protos = torch.stack([torch.ones(2, 3), torch.arange(6.0).view(2, 3)])  # (nm=2, 2, 3)
     got = mask_logits(torch.tensor([[2.0, -1.0]]), protos)
     assert torch.equal(got, (2 - torch.arange(6.0)).view(1, 2, 3))

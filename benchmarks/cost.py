@@ -1,12 +1,12 @@
 """Cost (paper Table III/V "Param"/"GFLOPs" columns, DESIGN §5): params and GFLOPs per component, latency, training
 throughput and peak memory of RTVPNet vs its text-only variant vs the expert vs Ultralytics YOLOv8.
 
-1. Params per component (``rtvp.models.cost.param_report``) and GFLOPs per component at 320 and 640 px
-   (``flop_report``: ``torch.utils.flop_counter``, 2 FLOPs per multiply-add, K prompts) for n / s / l.
+1. Params and GFLOPs per component at 320 and 640 px (``rtvp.models.cost``: ``torch.utils.flop_counter``, 2 FLOPs
+   per multiply-add, K prompts) for n / s / l, and n with the mask branch (``-seg``, component ``mask``).
 2. CPU latency: median ms/image of the bare network forward (no letterbox, no NMS) at batch 1 and 8 after warm-up,
-   for ``rtvpnet``, ``textonly`` and ``expert`` (our YOLOv8-architecture detector) n / s in-process-equivalent
-   workers, and Ultralytics YOLOv8n/s measured the same way in a subprocess of the ``.venv-yolo`` environment
-   (rtvp never imports Ultralytics). Each (model, size) runs in its own fresh process so peak RSS is its own.
+   for ``rtvpnet``, ``textonly`` and ``expert`` (our YOLOv8-architecture detector) n / s and the n ``-seg`` models,
+   and Ultralytics YOLOv8n/s/n-seg measured the same way in a subprocess of the ``.venv-yolo`` environment (rtvp
+   never imports it). Each (model, size) runs in its own fresh process so peak RSS is its own.
 3. Training throughput: images/s of full optimisation steps (forward, DetectionCriterion, backward, AdamW) on random
    data, SAM trainable (random init, what our runs without ``mobile_sam.pt`` do) and frozen (with official weights).
 4. GPU (only when CUDA is available): fp16 autocast latency and training throughput.
@@ -33,8 +33,10 @@ from typing import Any
 
 from _common import BenchRun, Cell, Table, build_parser, parse_args
 from _runtimes import RUNTIMES, goal_notes, runtime_rows
+from yolo_runner import peak_rss_mb  # the same VmHWM reading in both environments
 
-COMPONENTS = ("expert", "sam", "projection", "prompt", "interaction", "head")
+from rtvp.models.cost import COMPONENTS
+
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 SECTIONS = ("static", "latency", "runtimes", "train")
 RUNTIME_NOTE = (" Runtime rows (PyTorch fused fp32 = BatchNorm folded as Predictor and rtvp val run it, PyTorch bf16 "
@@ -43,16 +45,6 @@ RUNTIME_NOTE = (" Runtime rows (PyTorch fused fp32 = BatchNorm folded as Predict
                 "input; OpenVINO int8 = NNCF post-training quantization calibrated on 8 random images (latency only; "
                 "accuracy: benchmarks/results/deploy_ap); bf16 rows only on CPUs with native bf16 (avx512_bf16/"
                 "amx_bf16); peak RSS of those workers covers all runtimes, so it is left blank.")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set of this process (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across fork/exec)."""
-    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def load1() -> float:
@@ -67,18 +59,18 @@ PAPER = {"rtvpnet-s": "76 M / 17 GFLOPs (CLIP text encoder incl.)", "rtvpnet-l":
 
 # ---------------------------------------------------------------------------------------------------- worker side
 def build(name: str, prompts: int, freeze_sam: bool = True) -> Any:
-    """``rtvpnet-<s>`` / ``textonly-<s>`` / ``expert-<s>`` with random weights (a random SAM where present)."""
+    """``rtvpnet-<s>`` / ``textonly-<s>`` / ``expert-<s>`` (``-seg``: with the mask branch), random weights."""
     import warnings
 
     from rtvp.models import ExpertDetector, ModelConfig, build_model
     from rtvp.models.sam import MobileSAMEncoder
 
-    kind, scale = name.split("-")
+    kind, scale, *seg = name.split("-")
     if kind == "expert":
-        return ExpertDetector(scale, 3, nc=prompts)
+        return ExpertDetector(scale, 3, nc=prompts, masks=bool(seg))
     off = kind == "textonly"
     cfg = ModelConfig(scale=scale, sam=not off, edp=not off, rvp=not off, t2v=not off, v2t=not off,
-                      sam_freeze=freeze_sam if not off else None)
+                      sam_freeze=freeze_sam if not off else None, masks=bool(seg))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return build_model(cfg, TEXT_DIM, sam_encoder=None if off else MobileSAMEncoder())
@@ -194,12 +186,14 @@ def static_cost(scales: list[str], sizes: list[int], prompts: int) -> dict[str, 
     from rtvp.cli.info import model_info
 
     out: dict[str, Any] = {}
-    for kind, info_kind in (("rtvpnet", "rtvpnet"), ("textonly", "baseline"), ("expert", "expert")):
-        for s in scales:
-            for imgsz in sizes:
-                info = model_info(f"{info_kind}-{s}", imgsz, prompts=prompts, text_encoder="none")
-                out[f"{kind}-{s}@{imgsz}"] = {"params": {k: v["total"] for k, v in info["params"].items()},
-                                              "gflops": info["gflops"], "sam_imgsz": info["sam_imgsz"]}
+    kinds = (("rtvpnet", "rtvpnet"), ("textonly", "baseline"), ("expert", "expert"))
+    names = [(f"{k}-{s}", f"{i}-{s}") for k, i in kinds for s in scales]
+    names += [(f"{k}-{scales[0]}-seg", f"{k}-{scales[0]}-seg") for k in ("rtvpnet", "expert")]  # the mask branch
+    for name, info_name in names:
+        for imgsz in sizes:
+            info = model_info(info_name, imgsz, prompts=prompts, text_encoder="none")
+            out[f"{name}@{imgsz}"] = {"params": {k: v["total"] for k, v in info["params"].items()},
+                                      "gflops": info["gflops"], "sam_imgsz": info["sam_imgsz"]}
     return out
 
 
@@ -242,11 +236,12 @@ def plan(args: Any) -> dict[str, Any]:
 
 def _plan(args: Any) -> dict[str, Any]:
     if args.quick:
-        return {"scales": ["n"], "sizes": [320], "lat_models": ["rtvpnet-n", "textonly-n", "expert-n"],
+        return {"scales": ["n"], "sizes": [320], "lat_models": ["rtvpnet-n", "textonly-n", "expert-n", "expert-n-seg"],
                 "yolo": ["yolov8n"], "lat_sizes": [128], "batches": [1, 2], "warmup": 1, "repeats": 2,
                 "train": [("rtvpnet-n", False), ("expert-n", True)], "train_imgsz": 128, "train_batch": 2, "steps": 1}
-    return {"scales": ["n", "s", "l"], "sizes": [320, 640], "yolo": ["yolov8n", "yolov8s"],
-            "lat_models": ["rtvpnet-n", "rtvpnet-s", "textonly-n", "textonly-s", "expert-n", "expert-s"],
+    return {"scales": ["n", "s", "l"], "sizes": [320, 640], "yolo": ["yolov8n", "yolov8s", "yolov8n-seg"],
+            "lat_models": ["rtvpnet-n", "rtvpnet-s", "textonly-n", "textonly-s", "expert-n", "expert-s",
+                           "rtvpnet-n-seg", "expert-n-seg"],
             "lat_sizes": args.latency_sizes, "batches": [1, 8], "warmup": args.warmup, "repeats": args.repeats,
             "train": [("rtvpnet-n", False), ("rtvpnet-n", True), ("rtvpnet-s", True), ("textonly-n", True),
                       ("expert-n", True), ("expert-s", True)],

@@ -4,8 +4,10 @@ rtvp never imports Ultralytics (AGPL-3.0); this file only calls its public Pytho
 exchanges JSON files with the benchmark scripts. Usage: ``.venv-yolo/bin/python yolo_runner.py COMMAND SPEC.json``,
 the spec being a JSON object; the result is written (atomically) to ``spec["out"]``. Commands and their specs:
 
-- ``train``: data (data.yaml), model (``yolov8n.yaml``), epochs, imgsz, batch, workers, threads, project, name;
-- ``predict``: weights, images (paths), imgsz, threads, [conf 0.001, iou 0.7, max_det 300, batch 16];
+- ``train``: data (data.yaml), model (``yolov8n.yaml``, or ``yolov8n-seg.yaml`` on a ``yolo-seg`` export), epochs,
+  imgsz, batch, workers, threads, project, name;
+- ``predict``: weights, images (paths), imgsz, threads, [conf 0.001, iou 0.7, max_det 300, batch 16, masks false:
+  with ``masks`` each detection also gets its mask at image resolution as COCO RLE];
 - ``latency``: model, imgsz, batch, warmup, repeats, threads, [fuse, half (fp16 autocast), device];
 - ``cost``: model, imgsz.
 
@@ -85,8 +87,26 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     metrics = YOLO(str(last)).val(data=spec["data"], imgsz=spec["imgsz"], batch=spec["batch"], conf=0.001, iou=0.7,
                                   plots=False, device=common["device"], verbose=False, workers=0,
                                   project=spec["project"], name=spec["name"] + "-val", exist_ok=True)
+    own = {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}
+    if getattr(metrics, "seg", None) is not None:  # a segmentation model
+        own.update({"mask mAP50-95": float(metrics.seg.map), "mask mAP50": float(metrics.seg.map50)})
     return {"weights": str(last), "wall_s": round(wall, 1), "resumed": resumed, "ultralytics": ultralytics.__version__,
-            "own_val": {"mAP50-95": float(metrics.box.map), "mAP50": float(metrics.box.map50)}}
+            "own_val": own}
+
+
+def _rles(result: Any) -> list[dict[str, Any]]:
+    """COCO RLE of each detection's mask at image resolution (``retina_masks``), via pycocotools."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    if result.masks is None:
+        return []
+    masks = result.masks.data.cpu().numpy() > 0.5
+    out = []
+    for m in masks:
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        out.append({"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")})
+    return out
 
 
 def predict(spec: dict[str, Any]) -> dict[str, Any]:
@@ -96,14 +116,15 @@ def predict(spec: dict[str, Any]) -> dict[str, Any]:
     _threads(spec["threads"])
     model = YOLO(spec["weights"])
     images, batch, out = spec["images"], spec.get("batch", 16), []
+    masks = spec.get("masks", False)
     t0 = time.perf_counter()
     for i in range(0, len(images), batch):
         for r in model.predict(images[i:i + batch], imgsz=spec["imgsz"], conf=spec.get("conf", 0.001),
-                               iou=spec.get("iou", 0.7), max_det=spec.get("max_det", 300),
+                               iou=spec.get("iou", 0.7), max_det=spec.get("max_det", 300), retina_masks=masks,
                                device=spec.get("device", "cpu"), verbose=False, save=False):
             b = r.boxes
             out.append({"xyxy": b.xyxy.cpu().numpy().round(3).tolist(), "score": b.conf.cpu().numpy().round(5).tolist(),
-                        "cls": b.cls.cpu().numpy().astype(int).tolist()})
+                        "cls": b.cls.cpu().numpy().astype(int).tolist(), **({"rle": _rles(r)} if masks else {})})
     return {"detections": out, "seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -260,15 +260,21 @@ def test_profile_step_quick(work: Path) -> None:
 
 def test_masks_quick(work: Path) -> None:
     import masks
+    from _yolo import ultralytics_version
 
-    masks.main(_argv(work))
+    yolo = ultralytics_version() is not None
+    masks.main([*_argv(work), *([] if yolo else ["--no-yolo"])])
     res = _results(work, "masks")
     plain, seg = res["raw"]["expert-tiny"], res["raw"]["expert-tiny + masks"]
     assert seg["cost"]["params_M"] > plain["cost"]["params_M"] and seg["cost"]["GFLOPs"] > plain["cost"]["GFLOPs"]
     assert "mask_AP" not in plain["metrics"]  # no mask branch: box AP only
     length = seg["crack_length"]
     assert length["gt"] > 0 and length["matched"] == len(length["pairs"]) <= length["gt"]
-    assert [r["Model"] for r in _csv(work, "masks", "masks")] == ["expert-tiny", "expert-tiny + masks"]
+    rows = ["expert-tiny", "expert-tiny + masks"] + (["YOLOv8n-seg (Ultralytics, scratch)"] if yolo else [])
+    assert [r["Model"] for r in _csv(work, "masks", "masks")] == rows
+    if yolo:  # its masks went through the yolo-seg export, Ultralytics and back into rtvp's mask evaluator
+        baseline = res["raw"]["YOLOv8n-seg (Ultralytics, scratch)"]
+        assert baseline["metrics"]["mask_images"] > 0 and "mask mAP50-95" in baseline["train"]["own_val"]
 
 
 def test_yolo_venv_sees_the_running_environment(tmp_path: Path) -> None:

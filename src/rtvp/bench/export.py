@@ -13,7 +13,10 @@ YOLO layout (Ultralytics detect format)::
 
 ``cls`` is the 0-based position of the category in id order, so the YOLO names are the benchmark's category names
 (all of them, also for ``protocol="open"``, whose val split holds every class). Boxes are clipped to the image;
-boxes that become empty are skipped. COCO layout::
+boxes that become empty are skipped.
+
+``yolo-seg`` (Ultralytics segment format) writes the same layout with one ``cls x1 y1 x2 y2 ...`` polygon line per
+instance (normalised, 6 decimals; see ``rtvp.bench.export_seg``). COCO layout::
 
     out/annotations/{train,val}.json    the split files, unchanged: ``file_name`` stays relative, now to ``out``
     out/images/...                      symlink/copy of every image at the same relative path as in the benchmark
@@ -33,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from rtvp.bench.export_seg import yolo_seg_labels
 from rtvp.bench.stats import load_split
 from rtvp.errors import ConfigError, DataError
 
@@ -136,8 +140,8 @@ def _flat_names(images: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def export_yolo(bench_dir: str | Path, out: str | Path, protocol: Protocol = "closed", link: LinkMode = "symlink",
-                overwrite: bool = False) -> Path:
-    """Write an Ultralytics-compatible detection dataset (layout in the module docstring).
+                overwrite: bool = False, segments: bool = False) -> Path:
+    """Write an Ultralytics-compatible detection (or, with ``segments``, segmentation) dataset (module docstring).
 
     Args:
         bench_dir: benchmark root.
@@ -145,6 +149,7 @@ def export_yolo(bench_dir: str | Path, out: str | Path, protocol: Protocol = "cl
         protocol: ``closed`` (closed_train/closed_val) or ``open`` (open_train/open_val).
         link: ``symlink`` (absolute links to the benchmark images) or ``copy``.
         overwrite: replace an existing non-empty ``out``.
+        segments: write polygon lines (``yolo_seg_labels``) instead of box lines.
 
     Returns:
         path of ``out/data.yaml``.
@@ -159,7 +164,7 @@ def export_yolo(bench_dir: str | Path, out: str | Path, protocol: Protocol = "cl
     cats = sorted(splits["train"]["categories"], key=lambda c: c["id"])
     with atomic_dir(out, overwrite) as tmp:
         for part, data in splits.items():
-            labels = yolo_labels(data)
+            labels = yolo_seg_labels(data) if segments else yolo_labels(data)
             names = _flat_names(data["images"])
             (tmp / "labels" / part).mkdir(parents=True, exist_ok=True)
             (tmp / "images" / part).mkdir(parents=True, exist_ok=True)
@@ -170,7 +175,9 @@ def export_yolo(bench_dir: str | Path, out: str | Path, protocol: Protocol = "cl
                 (tmp / "labels" / part / f"{Path(name).stem}.txt").write_text(text, encoding="utf-8")
         meta = {"path": str(out.absolute()), "train": "images/train", "val": "images/val",
                 "names": {i: c["name"] for i, c in enumerate(cats)}}
-        header = f"# Ultralytics dataset exported by `rtvp data export` from {bench_dir.absolute()} ({protocol})\n"
+        kind = "segmentation" if segments else "detection"
+        header = (f"# Ultralytics {kind} dataset exported by `rtvp data export` from {bench_dir.absolute()} "
+                  f"({protocol})\n")
         (tmp / "data.yaml").write_text(header + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True),
                                        encoding="utf-8")
     return out / "data.yaml"
@@ -210,7 +217,13 @@ def export_coco(bench_dir: str | Path, out: str | Path, protocol: Protocol = "cl
     return out / "annotations"
 
 
-EXPORTERS = {"yolo": export_yolo, "coco": export_coco}
+def export_yolo_seg(bench_dir: str | Path, out: str | Path, protocol: Protocol = "closed",
+                    link: LinkMode = "symlink", overwrite: bool = False) -> Path:
+    """``export_yolo`` with polygon labels (Ultralytics segment format)."""
+    return export_yolo(bench_dir, out, protocol=protocol, link=link, overwrite=overwrite, segments=True)
+
+
+EXPORTERS = {"yolo": export_yolo, "yolo-seg": export_yolo_seg, "coco": export_coco}
 
 
 def export_benchmark(bench_dir: str | Path, out: str | Path, fmt: str = "yolo", protocol: Protocol = "closed",

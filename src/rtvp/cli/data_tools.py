@@ -13,6 +13,7 @@ class ExportFormat(str, Enum):
     """Formats of ``rtvp data export``."""
 
     yolo = "yolo"
+    yolo_seg = "yolo-seg"
     coco = "coco"
 
 
@@ -96,7 +97,9 @@ def stats(
 
 def export(
     bench: Path = typer.Argument(..., help="Benchmark folder."),
-    fmt: ExportFormat = typer.Option(ExportFormat.yolo, "--format", help="yolo (Ultralytics) or coco."),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.yolo, "--format", help="yolo (Ultralytics detect), yolo-seg (Ultralytics segment) or coco."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (absent or empty)."),
     protocol: Protocol = typer.Option(Protocol.closed, help="closed: closed_{train,val}; open: open_{train,val}."),
     copy: bool = typer.Option(False, help="Copy the images instead of symlinking them."),

@@ -13,16 +13,20 @@ DEFAULT_TEXT_DIM = 384  # all-MiniLM-L6-v2, used when the text encoder cannot be
 FLOP_NOTE = "torch.utils.flop_counter: 1 multiply-add = 2 FLOPs; conv/matmul/attention only; text encoder excluded"
 
 
-def _parse_model(name: str) -> tuple[str, str]:
-    """``rtvpnet-s`` -> ("rtvpnet", "s"); kinds: rtvpnet (full), baseline (text-only, no SAM), expert (closed-set)."""
+def _parse_model(name: str) -> tuple[str, str, bool]:
+    """``rtvpnet-s`` -> ("rtvpnet", "s", False); ``expert-n-seg`` -> ("expert", "n", True): with the mask branch.
+
+    Kinds: rtvpnet (full), baseline (text-only, no SAM), expert (closed-set).
+    """
     from rtvp.errors import ConfigError
     from rtvp.models.scales import SCALES
 
-    kind, _, scale = name.partition("-")
-    if kind not in ("rtvpnet", "baseline", "expert") or scale not in SCALES:
+    kind, _, rest = name.partition("-")
+    scale, _, suffix = rest.partition("-")
+    if kind not in ("rtvpnet", "baseline", "expert") or scale not in SCALES or suffix not in ("", "seg"):
         raise ConfigError(f"--model {name!r}: use rtvpnet-<scale>, baseline-<scale> or expert-<scale> with a scale in "
-                          f"{SCALES.names()}")  # fmt: skip
-    return kind, scale
+                          f"{SCALES.names()}, optionally followed by -seg (the mask branch)")  # fmt: skip
+    return kind, scale, suffix == "seg"
 
 
 def _text_encoder(name: str) -> tuple[int, int | None]:
@@ -55,26 +59,26 @@ def model_info(
     from rtvp.models.detector import build_model
     from rtvp.models.expert import ExpertDetector
 
-    kind, scale = _parse_model(model)
+    kind, scale, masks = _parse_model(model)
     dim, text_params = _text_encoder(text_encoder)
     cfg = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "expert":
-            net = ExpertDetector(scale, in_channels, nc=prompts)
+            net = ExpertDetector(scale, in_channels, nc=prompts, masks=masks)
         else:
             off = kind == "baseline"
             cfg = ModelConfig(
                 scale=scale, in_channels=in_channels, sam=not off, edp=not off, rvp=not off, t2v=not off,
-                v2t=not off, sam_imgsz=sam_imgsz, sam_weights=sam_weights, sam_freeze=True,
+                v2t=not off, sam_imgsz=sam_imgsz, sam_weights=sam_weights, sam_freeze=True, masks=masks,
             )  # fmt: skip
             net = build_model(cfg, dim) if sam_weights is not None or off else _build_unloaded(cfg, dim)
     params = param_report(net)
     if kind == "expert":
-        params = {k: v for k, v in params.items() if k in ("expert", "head", "total")}
+        params = {k: v for k, v in params.items() if k in ("expert", "head", "mask", "total")}
     gflops = flop_report(net, imgsz, num_prompts=prompts)
     if kind == "expert":
-        gflops = {k: v for k, v in gflops.items() if k in ("expert", "head", "total")}
+        gflops = {k: v for k, v in gflops.items() if k in ("expert", "head", "mask", "total")}
     total = params["total"]["total"] + (text_params or 0)
     return {
         "model": model,
@@ -126,7 +130,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("info")
     def info_cmd(
-        model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-<n|s|l|tiny>, baseline-<...>, expert-<...>"),
+        model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-<n|s|l|tiny>, baseline-<...>, expert-<...>; "
+                                   "a -seg suffix adds the mask branch (expert-n-seg)"),
         imgsz: int = typer.Option(640, "--imgsz", help="Input side in pixels (multiple of 32)."),
         sam_imgsz: int | None = typer.Option(None, "--sam-imgsz", help="SAM input side (default: scale's rule)."),
         prompts: int = typer.Option(80, "--prompts", help="Vocabulary size K used for the FLOP count."),

@@ -9,7 +9,8 @@ vocabulary and cached, so it costs nothing per image.
 
 Components (``component_of``): ``expert`` (backbone + neck as pre-trained in stage 1), ``sam`` (MobileSAM image
 encoder), ``projection`` (EDP: SAM pyramid, FiLM, generator, aligners), ``prompt`` (RVP + injection convs),
-``interaction`` (T->V attention extras inside the neck + V->T update), ``head`` (text projection + detection head).
+``interaction`` (T->V attention extras inside the neck + V->T update), ``head`` (text projection + detection head),
+``mask`` (the mask branch of ``model.masks``: prototypes + coefficient convs).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rtvp.models.expert import is_attention_param
 
-COMPONENTS = ("expert", "sam", "projection", "prompt", "interaction", "head")
+COMPONENTS = ("expert", "sam", "projection", "prompt", "interaction", "head", "mask")
 _TOP = {"sam": "sam", "projection": "projection", "prompt": "prompt", "inject": "prompt", "v2t": "interaction",
-        "head": "head", "text_proj": "head"}  # fmt: skip
+        "head": "head", "text_proj": "head", "seg": "mask"}  # fmt: skip
 
 
 def component_of(name: str) -> str:

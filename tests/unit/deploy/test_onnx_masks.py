@@ -1,4 +1,4 @@
-"""ONNX export of a model with the mask branch: the extra outputs, and the runner's masks equal the PyTorch ones."""
+"""ONNX and OpenVINO export of a model with the mask branch: the extra outputs; the runners' masks equal PyTorch's."""
 
 from __future__ import annotations
 
@@ -51,3 +51,21 @@ def test_runner_masks_equal_pytorch(exported, in_graph):
         assert a.mask.shape == b.mask.shape
         differ = (a.mask != b.mask).sum()
         assert differ <= 0.001 * b.mask.size, differ  # pixels whose logit is within float noise of 0 may flip
+
+
+def test_openvino_masks_equal_pytorch(exported, tmp_path):
+    """The OpenVINO IR (built from the same ONNX graph) carries the mask outputs; its runner's masks match PyTorch."""
+    from rtvp.deploy.openvino_runner import OpenVINOPredictor
+
+    weights, _, images = exported
+    out = tmp_path / "model.xml"
+    res = CliRunner().invoke(app, ["export", "--weights", str(weights), "--format", "openvino", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.with_suffix(".json").read_text())["masks"] is True
+    got = OpenVINOPredictor(out, conf=0.05, max_det=50).predict(images)
+    ref = Predictor(weights, conf=0.05, max_det=50).predict(images)
+    assert sum(len(d) for d in ref) > 5
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        assert a.mask is not None and a.mask.shape == b.mask.shape
+        assert (a.mask != b.mask).sum() <= 0.001 * b.mask.size

@@ -61,10 +61,11 @@ def test_component_names():
     assert component_of("inject.0.weight") == "prompt"
     assert component_of("text_proj.weight") == "head"
     assert component_of("v2t.gamma") == "interaction"
+    assert component_of("seg.proto.0.conv.weight") == "mask"
 
 
 def test_param_and_flop_reports_add_up():
-    model = build(sam_freeze=True)
+    model = build(sam_freeze=True, masks=True)
     params = param_report(model)
     assert sum(params[c]["total"] for c in COMPONENTS) == params["total"]["total"]
     assert params["total"]["total"] == sum(p.numel() for p in model.parameters())

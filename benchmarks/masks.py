@@ -119,7 +119,8 @@ def yolo_seg_cell(args: Any, bench: Path, budget: Budget) -> dict[str, Any]:
                             "score": s, "segmentation": rle})
     metrics = summarize(evaluate(bench / "annotations" / "closed_val.json", results, "closed"))
     cost = run_yolo("cost", {"model": "yolov8n-seg.yaml", "imgsz": budget.imgsz})
-    return {"train": trained, "metrics": metrics, "cost": {"params_M": cost["params_M"], "GFLOPs": cost["gflops"]}}
+    return {"train": trained, "metrics": metrics, "predictions": len(results), "export": str(export),
+            "cost": {"params_M": cost["params_M"], "GFLOPs": cost["gflops"]}}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

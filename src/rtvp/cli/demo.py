@@ -132,7 +132,8 @@ def demo(
     for step, protocol in ((2, "closed"), (3, "open")):
         console.print(f"[bold]{step}/4[/] training {model} on the {protocol} protocol")
         n_expert, n_full = budgets[protocol]
-        run_cfg = dataclasses.replace(base, expert_epochs=n_expert, epochs=n_full, val_period=n_full)
+        # no evaluation while training (best.pt = the final weights of each stage): the one that counts runs below
+        run_cfg = dataclasses.replace(base, expert_epochs=n_expert, epochs=n_full, val_period=0)
         best = train_protocol(bench, out, protocol, run_cfg)
         full = evaluate_weights(best, bench, protocol, imgsz, eval_device)
         keys = METRIC_KEYS if protocol == "closed" else OPEN_KEYS

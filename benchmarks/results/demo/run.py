@@ -37,8 +37,11 @@ def run(name: str, flags: list[str]) -> None:
     """``rtvp demo --out TMP FLAGS``; copy its metrics.json to ``NAME/`` and append the run line."""
     import torch
 
+    import rtvp
+
+    # the commit of the rtvp that runs (a worktree on PYTHONPATH pins it while this checkout moves on)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+                            cwd=Path(rtvp.__file__).parent).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="rtvp-demo-") as tmp:
         rtvp = Path(sys.executable).with_name("rtvp")
         subprocess.run([str(rtvp), "demo", "--out", tmp, *flags], check=True)

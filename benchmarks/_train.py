@@ -210,7 +210,7 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
     return apply_overrides(cfg, sets)
 
 
-LATER_MODEL_KEYS = {"objectness": False}
+LATER_MODEL_KEYS = {"objectness": False, "masks": False}
 """Model switches added after results were cached: left out of the run key at these values, so earlier runs stay
 valid (their configs had no such key and behaved as these values do)."""
 

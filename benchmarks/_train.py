@@ -218,6 +218,7 @@ valid (their configs had no such key and behaved as these values do)."""
 def run_key(cfg: Any) -> str:
     """Content hash of a training config (output folder, workers and device excluded) and its benchmark."""
     from rtvp.config import to_dict
+    from rtvp.loss.config import LossConfig
 
     data = to_dict(dataclasses.replace(cfg, out=None, name="exp", workers=0, device="auto"))
     for key in ("dp_eps", "expert_update", "coupling_ratio"):  # hashed where they were before they left `model`
@@ -227,6 +228,8 @@ def run_key(cfg: Any) -> str:
     for key, before in LATER_MODEL_KEYS.items():  # a switch added later, at the value every earlier run had
         if data["model"].get(key) == before:
             data["model"].pop(key, None)
+    if data.get("loss") == to_dict(LossConfig()):  # the loss section came later; its defaults are what runs used
+        data.pop("loss")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 from rtvp.data.config import AugmentConfig
 from rtvp.errors import ConfigError
+from rtvp.loss.config import LossConfig
 from rtvp.models.config import TRAINING_KEYS, ModelConfig
 from rtvp.models.scales import SCALES
 
@@ -86,6 +87,7 @@ class TrainConfig:
         dp_eps: stage 2 stops optimising L_dp once its running mean falls below this (RTVPNet with EDP); in units
             of mean squared expert feature.
         augment: augmentations of the training dataset (``--set augment.mosaic=0``).
+        loss: loss gains and label assignment (``--set loss.seg=2.5``).
         model: the model config (``--set model.edp=false``).
     """
 
@@ -133,6 +135,7 @@ class TrainConfig:
     coupling_ratio: float = 0.1
     dp_eps: float = 0.02
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

@@ -141,7 +141,8 @@ def expert_parts(cfg: TrainConfig, make_eval: EvalFactory | None, dist: DistInfo
             "vocabulary": [ds.class_texts[i] for i in allowed], "categories": [ds.categories[i] for i in allowed],
             "text_encoder": None, "text_dim": 0, "text_embeddings": None}
     eval_fn = make_eval("expert", meta) if make_eval is not None else None
-    return TrainParts(model=model, criterion=DetectionCriterion(), loader=make_loader(cfg, ds, dist),
+    return TrainParts(model=model, criterion=DetectionCriterion(**cfg.loss.criterion_kwargs()),
+                      loader=make_loader(cfg, ds, dist),
                       eval_fn=eval_fn, meta=meta)
 
 
@@ -186,7 +187,7 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
                        "from random weights")
     if not cfg.expert_update:
         freeze_expert(model)
-    criterion = DetectionCriterion()
+    criterion = DetectionCriterion(**cfg.loss.criterion_kwargs())
     meta = {"arch": "rtvpnet", "model_config": to_dict(cfg.model), "vocabulary": list(ds.class_texts),
             "categories": list(ds.categories), "text_encoder": cfg.model.text_encoder.to_meta(),
             "text_dim": table.shape[1],

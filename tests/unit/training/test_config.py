@@ -14,3 +14,20 @@ def test_training_keys_moved_out_of_the_model_section_still_load(tmp_path):
     assert (cfg.coupling_ratio, cfg.dp_eps) == (0.25, 0.3)
     with pytest.raises(ConfigError, match="coupling_ratio=0"):
         TrainConfig(coupling_ratio=0)
+
+
+def test_loss_section_reaches_the_criterion(tmp_path):
+    """``--set loss.seg=2.5`` sets the criterion's gains; a config written before the section loads the defaults."""
+    from rtvp.loss import DetectionCriterion
+    from rtvp.loss.config import LossConfig
+
+    old = tmp_path / "config.yaml"
+    old.write_text("epochs: 3\n")
+    assert load_yaml(TrainConfig, old).loss == LossConfig()
+    cfg = apply_overrides(TrainConfig(), ["loss.seg=2.5", "loss.cls=1.0", "loss.topk=13"])
+    crit = DetectionCriterion(**cfg.loss.criterion_kwargs())
+    assert crit.gains["seg"] == 2.5 and crit.gains["cls"] == 1.0 and crit.gains["box"] == 7.5
+    assert crit.assigner.topk == 13
+    assert DetectionCriterion(**LossConfig().criterion_kwargs()).gains == DetectionCriterion().gains  # same defaults
+    with pytest.raises(ConfigError, match=r"loss.box=-1.0, loss.topk=0"):
+        apply_overrides(TrainConfig(), ["loss.box=-1", "loss.topk=0"])

@@ -100,6 +100,7 @@ def test_open_protocol_trains_on_seen_and_evaluates_unseen(bench, tmp_path):
 
 def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
     """expert_head_init: stage 2's first forward ranks the expert's (seen) classes exactly as the expert does."""
+    from rtvp.loss.config import LossConfig
     from rtvp.models import ExpertDetector
     from rtvp.training.distributed import DistInfo
     from rtvp.training.stages import full_parts
@@ -117,8 +118,9 @@ def test_stage2_embedding_branch_starts_as_the_expert(bench, tmp_path):
     model_cfg = ModelConfig(scale="tiny", sam=False, edp=False, rvp=False, text_encoder="hash")
     for init in (True, False):
         cfg = TrainConfig(data=bench, protocol="open", stage="full", expert_weights=ckpt, imgsz=64, batch=4,
-                          workers=0, device="cpu", expert_head_init=init, model=model_cfg)
+                          workers=0, device="cpu", expert_head_init=init, model=model_cfg, loss=LossConfig(cls=0.7))
         parts = full_parts(cfg, None, ckpt, DistInfo())
+        assert parts.criterion.gains["cls"] == 0.7  # the loss section reaches stage 2's criterion
         rows = [parts.meta["vocabulary"].index(t) for t in expert["vocabulary"]]  # the expert's logit order
         with torch.no_grad():
             logits = parts.model.eval()(x, parts.text_table[rows]).logits

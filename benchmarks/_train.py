@@ -230,6 +230,8 @@ def run_key(cfg: Any) -> str:
             data["model"].pop(key, None)
     if data.get("loss") == to_dict(LossConfig()):  # the loss section came later; its defaults are what runs used
         data.pop("loss")
+    if data.get("close_mosaic") == 0:  # added later; 0 is what every earlier run did
+        data.pop("close_mosaic")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 
@@ -260,7 +262,7 @@ def train_run(cfg: Any, runs_root: Path, name: str) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     dirs = stage_dirs(cfg)
     n_train = len(load_coco(cfg.data, f"{cfg.protocol}_train")["images"])
-    epochs = sum(cfg.expert_epochs if s == "expert" and len(cfg.stages) == 2 else cfg.epochs for s in cfg.stages)
+    epochs = sum(cfg.stage_epochs(s) for s in cfg.stages)
     info = {"run_dir": str(out), "best": str(result[cfg.stages[-1]]["best"]),
             "expert_best": str(dirs["expert"] / "weights" / "best.pt") if "expert" in dirs else None,
             "wall_s": round(wall, 1), "train_images": n_train, "epochs": epochs,

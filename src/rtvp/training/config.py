@@ -86,6 +86,9 @@ class TrainConfig:
         coupling_ratio: the stage-2 expert's learning rate is ``coupling_ratio * lr`` (eta_c).
         dp_eps: stage 2 stops optimising L_dp once its running mean falls below this (RTVPNet with EDP); in units
             of mean squared expert feature.
+        close_mosaic: train the last N epochs of each stage without mosaic (Ultralytics' ``close_mosaic``), never
+            more than the second half of a stage (a 6-epoch stage 2 keeps mosaic for 3); 0 keeps mosaic throughout.
+            Overrides ``augment.mosaic_stop_epoch``.
         augment: augmentations of the training dataset (``--set augment.mosaic=0``).
         loss: loss gains and label assignment (``--set loss.seg=2.5``).
         model: the model config (``--set model.edp=false``).
@@ -134,6 +137,7 @@ class TrainConfig:
     expert_update: bool = True
     coupling_ratio: float = 0.1
     dp_eps: float = 0.02
+    close_mosaic: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -144,7 +148,8 @@ class TrainConfig:
         nonneg = {"expert_epochs": self.expert_epochs, "warmup_epochs": self.warmup_epochs, "lr": self.lr,
                   "warmup_iters": self.warmup_iters, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
                   "workers": self.workers, "val_period": self.val_period, "patience": self.patience,
-                  "save_period": self.save_period, "save_iters": self.save_iters, "vocab_size": self.vocab_size}
+                  "save_period": self.save_period, "save_iters": self.save_iters, "vocab_size": self.vocab_size,
+                  "close_mosaic": self.close_mosaic}
         bad += [f"{k}={v}" for k, v in nonneg.items() if v < 0]
         if bad:
             raise ConfigError(f"TrainConfig: {', '.join(bad)} out of range (counts and sizes must be positive, "
@@ -167,6 +172,17 @@ class TrainConfig:
         if self.arch == "expert" or self.stage == "expert":
             return ("expert",)
         return ("full",) if self.stage == "full" else ("expert", "full")
+
+    def stage_epochs(self, stage: str) -> int:
+        """Epochs ``stage`` ("expert" or "full") trains: ``expert_epochs`` for stage 1 of a two-stage run."""
+        return self.expert_epochs if stage == "expert" and len(self.stages) == 2 else self.epochs
+
+    def mosaic_stop(self, stage: str) -> int | None:
+        """The epoch of ``stage`` from which mosaic is off: ``close_mosaic`` before its end, at most half-way."""
+        if not self.close_mosaic:
+            return self.augment.mosaic_stop_epoch
+        epochs = self.stage_epochs(stage)
+        return max(epochs - self.close_mosaic, epochs // 2)
 
     @property
     def model_name(self) -> str:

@@ -106,10 +106,10 @@ def build_train_set(cfg: TrainConfig, stage: str) -> DetectionDataset:
     if cfg.data is None:
         raise ConfigError("no benchmark given: pass --data BENCH (a folder built with `rtvp data build`)")
     vocab = train_vocab(cfg, stage)
+    augment = dataclasses.asdict(cfg.augment) | {"mosaic_stop_epoch": cfg.mosaic_stop(stage)}
     ds = DetectionDataset(cfg.data, f"{cfg.protocol}_train", cfg.protocol, imgsz=cfg.imgsz, augment=True,
                           vocab=vocab, vocab_size=0 if vocab == "all" else cfg.vocab_size,
-                          channels=dataset_channels(cfg), seed=cfg.seed, masks=cfg.model.masks,
-                          **dataclasses.asdict(cfg.augment))
+                          channels=dataset_channels(cfg), seed=cfg.seed, masks=cfg.model.masks, **augment)
     if ds.channels != cfg.model.in_channels:
         raise ConfigError(f"{cfg.data}: images have {ds.channels} channels but model.in_channels is "
                           f"{cfg.model.in_channels}; set --set model.in_channels={ds.channels}")
@@ -234,10 +234,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, make_eval: EvalFactory | No
                 expert_ckpt = run_dir / "weights" / "best.pt"  # stage 2 already started: stage 1 is done
                 continue
             parts = expert_parts(cfg, make_eval, dist)
-            epochs = cfg.expert_epochs if two_stage else cfg.epochs
         else:
             parts = full_parts(cfg, make_eval, expert_ckpt, dist)
-            epochs = cfg.epochs
+        epochs = cfg.stage_epochs(stage)
         if dist.is_main:
             LOGGER.info("stage %s: %s -> %s (%d epochs)", stage, cfg.model_name, run_dir, epochs)
             if resume and not last.is_file():

@@ -31,3 +31,14 @@ def test_loss_section_reaches_the_criterion(tmp_path):
     assert DetectionCriterion(**LossConfig().criterion_kwargs()).gains == DetectionCriterion().gains  # same defaults
     with pytest.raises(ConfigError, match=r"loss.box=-1.0, loss.topk=0"):
         apply_overrides(TrainConfig(), ["loss.box=-1", "loss.topk=0"])
+
+
+@pytest.mark.parametrize(("stage", "expected"), [("expert", 20), ("full", 4)])
+def test_close_mosaic_per_stage(tmp_path, stage, expected):
+    """close_mosaic=10: stage 1 (30 epochs) closes at 20; stage 2 (8 epochs) keeps mosaic for its first half."""
+    cfg = TrainConfig(expert_epochs=30, epochs=8, close_mosaic=10)
+    assert cfg.mosaic_stop(stage) == expected
+    assert TrainConfig(expert_epochs=30, epochs=8).mosaic_stop(stage) is None  # 0: mosaic throughout
+    assert apply_overrides(TrainConfig(), ["augment.mosaic_stop_epoch=7"]).mosaic_stop(stage) == 7
+    with pytest.raises(ConfigError, match="close_mosaic=-1"):
+        TrainConfig(close_mosaic=-1)

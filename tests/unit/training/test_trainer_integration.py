@@ -195,3 +195,13 @@ def test_cli_errors_are_clear(bench, tmp_path):
     cfg_file.write_text("epoch: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
         build_config(cfg_file, [])
+
+
+def test_close_mosaic_reaches_each_stage_dataset(bench):
+    """The training split of each stage stops mosaic where ``TrainConfig.mosaic_stop`` says."""
+    from rtvp.training.stages import build_train_set
+
+    cfg = TrainConfig(data=bench, expert_epochs=12, epochs=6, close_mosaic=4, imgsz=64, workers=0, device="cpu",
+                      model=ModelConfig(scale="tiny", sam=False, edp=False, rvp=False, text_encoder="hash"))
+    assert build_train_set(cfg, "expert").cfg.mosaic_stop_epoch == 8
+    assert build_train_set(cfg, "full").cfg.mosaic_stop_epoch == 3

@@ -296,14 +296,15 @@ def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int
     """
     from rtvp import evaluate
     from rtvp.evaluation.evaluator import protocol_files
-    from rtvp.evaluation.inference import open_diagnostics, predict_split
+    from rtvp.evaluation.inference import checkpoint_masks, open_diagnostics, predict_split
 
     val_json, train_json = protocol_files(Path(bench), protocol)
     t0 = time.perf_counter()
     preds = predict_split(weights, Path(bench), val_json.stem, protocol, imgsz=imgsz, batch=batch,
                           device=resolve_device(device))
     took = time.perf_counter() - t0
-    metrics = evaluate(val_json, preds, protocol, train_gt=train_json if train_json.is_file() else None)
+    metrics = evaluate(val_json, preds, protocol, train_gt=train_json if train_json.is_file() else None,
+                       masks=checkpoint_masks(weights))
     out = summarize(metrics)
     out["eval_images_per_s"] = round(metrics["num_images"] / took, 2) if took > 0 else None
     if diagnostics:

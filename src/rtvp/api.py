@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtvp.evaluation.evaluator import evaluate, protocol_files
-from rtvp.evaluation.inference import predict_split
+from rtvp.evaluation.inference import checkpoint_masks, predict_split
 from rtvp.evaluation.validation import make_eval_factory
 from rtvp.training.config import TrainConfig
 from rtvp.training.stages import train as train_stages
@@ -58,4 +58,4 @@ def val(weights: str | Path, data: str | Path, protocol: str = "closed", *, imgs
     results = predict_split(weights, Path(data), val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device,
                             workers=workers)
     return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
-                    backend=backend)
+                    backend=backend, masks=checkpoint_masks(weights))

@@ -51,14 +51,15 @@ def train_protocol(bench: Path, out: Path, protocol: str, base: Any) -> Path:
 def evaluate_weights(weights: Path, bench: Path, protocol: str, imgsz: int, device: str) -> dict[str, Any]:
     """Metrics of a checkpoint on a protocol (generalized for the open run, so seen/unseen/HM are reported)."""
     from rtvp.evaluation.evaluator import evaluate, protocol_files
-    from rtvp.evaluation.inference import predict_split
+    from rtvp.evaluation.inference import checkpoint_masks, predict_split
 
     val_json, train_json = protocol_files(bench, protocol)
+    masks = checkpoint_masks(weights)
     results = predict_split(weights, bench, val_json.stem, protocol, imgsz=imgsz, device=device)
-    metrics = evaluate(val_json, results, protocol, train_gt=train_json)
+    metrics = evaluate(val_json, results, protocol, train_gt=train_json, masks=masks)
     if protocol == "open":
         generalized = predict_split(weights, bench, val_json.stem, "generalized", imgsz=imgsz, device=device)
-        g = evaluate(val_json, generalized, "generalized", train_gt=train_json)
+        g = evaluate(val_json, generalized, "generalized", train_gt=train_json, masks=masks)
         metrics.update({k: g[k] for k in ("AP_seen", "AP_unseen", "HM")})
     return metrics
 

@@ -40,7 +40,7 @@ def val(
     data = benchmark_for(data, Path("runs") / ".benchmarks", images, scene)
     val_json, train_json = protocol_files(data, protocol)
     if weights is not None:
-        from rtvp.evaluation.inference import predict_split
+        from rtvp.evaluation.inference import checkpoint_masks, predict_split
 
         results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device)
         if save is not None:
@@ -50,7 +50,7 @@ def val(
     else:
         results = str(predictions)
     metrics = evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
-                       backend=backend, plots_dir=plots)
+                       backend=backend, plots_dir=plots, masks=weights is not None and checkpoint_masks(weights))
     if diagnostics and protocol != "closed":
         metrics = _diagnose(metrics, data, val_json, results, weights, imgsz, batch, device)
     if as_json:

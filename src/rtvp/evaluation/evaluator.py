@@ -86,6 +86,7 @@ def evaluate(
     train_gt: str | Path | dict | None = None,
     backend: str = "pycocotools",
     plots_dir: Path | None = None,
+    masks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate COCO results under a protocol.
 
@@ -97,6 +98,8 @@ def evaluate(
         train_gt: training annotations, for the frequency buckets (omitted when None).
         backend: COCO eval implementation (``pycocotools`` or ``faster``; identical numbers).
         plots_dir: when given, PR curves and the confusion matrix are saved there as PNG.
+        masks: score masks even when no result carries a ``segmentation`` (the results of a mask model that found
+            nothing: mask AP 0, not absent); results that carry one are always scored.
 
     Returns:
         JSON-able dict: ``AP, AP50, AP75, APs, APm, APl`` (fractions, None without GT), ``per_class``,
@@ -110,7 +113,7 @@ def evaluate(
     from_file = not isinstance(predictions, list)
     where = str(predictions)[:200] if from_file else "predictions"
     preds = check_predictions(gt_d, load_json(predictions, "predictions"), where, from_file)
-    masks = carries_masks(gt_d, preds, where)
+    masks = carries_masks(gt_d, preds, where) or masks
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol '{protocol}'; choose one of {list(PROTOCOLS)}")
     cats = {c["id"]: c for c in gt_d["categories"]}

@@ -13,7 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,14 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
     return run_split(prompted, dataset, [int(c["id"]) for c in cats], batch, workers=workers)
 
 
+def checkpoint_masks(weights: str | Path | Mapping[str, Any]) -> bool:
+    """Whether a checkpoint (path or loaded dict) has the mask branch (``model_config.masks``)."""
+    from rtvp.checkpoint import load_checkpoint
+
+    ckpt = weights if isinstance(weights, Mapping) else load_checkpoint(weights)
+    return bool((ckpt.get("model_config") or {}).get("masks", False))
+
+
 def open_diagnostics(weights: str | Path | dict, bench: Path, split: str, results: Sequence[dict[str, Any]],
                      imgsz: int | None = None, batch: int = 8, device: str = "cpu") -> dict[str, Any]:
     """Class-agnostic recall and (RTVPNet) oracle-box accuracy of the unseen classes on a split.
@@ -218,7 +226,8 @@ def make_eval_fn(bench: Path, protocol: str, imgsz: int = 640, batch: int = 8, d
 
         prompted = bind_categories(model, meta, cats, encoder)
         results = run_split(prompted, ds, [int(c["id"]) for c in cats], batch, workers=workers)
-        return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None)
+        return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
+                        masks=getattr(model, "seg", None) is not None)
 
     return eval_fn
 

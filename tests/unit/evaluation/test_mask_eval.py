@@ -228,3 +228,17 @@ def test_cli_val_scores_masks_of_a_predictions_file(tmp_path):
     assert res.exit_code == 0, res.output
     assert "mask_AP 1.0000" in res.output and "AP 1.0000" in res.output
     assert "mask AP over 2 images / 2 classes with mask ground truth" in res.output
+
+
+def test_a_mask_model_that_found_nothing_scores_zero_mask_ap_not_absent():
+    """``masks=True`` (the results come from a mask model): no detections at all is mask AP 0 over the mask images."""
+    m = evaluate(make_gt(), [], "closed", masks=True)
+    assert (m["mask_AP"], m["mask_AP50"], m["mask_images"], m["mask_classes"]) == (0.0, 0.0, 2, 2)
+    assert not any(k.startswith("mask_") for k in evaluate(make_gt(), [], "closed"))  # a box model: no mask keys
+
+
+def test_checkpoint_masks_reads_the_model_config():
+    from rtvp.evaluation.inference import checkpoint_masks
+
+    assert checkpoint_masks({"model_config": {"masks": True}})
+    assert not checkpoint_masks({"model_config": {"masks": False}}) and not checkpoint_masks({"model_config": None})

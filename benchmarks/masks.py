@@ -131,20 +131,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets-root", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--no-yolo", action="store_true", help="skip the Ultralytics YOLOv8n-seg baseline")
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help="benchmark recipe (e.g. "
+                        "benchmarks/recipes/crackforest.yaml for the crack-length measurement alone)")
+    parser.add_argument("--no-plain", action="store_true", help="train only the model with the mask branch")
     args = parse_args(parser, argv)
     if args.quick:
         budget = Budget(scale="tiny", imgsz=96, batch=8, epochs=1, expert_epochs=1, workers=0)
         bench = quick_bench(args.runs_dir)
     else:
         budget = Budget(scale="n", imgsz=args.imgsz, batch=args.batch, epochs=1, expert_epochs=args.epochs, workers=0)
-        bench = recipe_bench(RECIPE, args.datasets_root, args.runs_dir, workers=1)
+        bench = recipe_bench(args.recipe, args.datasets_root, args.runs_dir, workers=1)
     run = BenchRun("masks", args)
     nc = len(json.loads((bench / "annotations" / "closed_val.json").read_text())["categories"])
     table = Table("masks", f"Mask branch off/on, expert-{budget.scale} {budget.expert_epochs} epochs at "
                   f"{budget.imgsz} px, seed {args.seed} ({bench.name})",
                   ["Model", "AP", "AP50", "mask AP", "mask AP50", "params M", "GFLOPs", "train min"])
     raw: dict[str, Any] = {}
-    for masks in (False, True):
+    for masks in (True,) if args.no_plain else (False, True):
         cfg = make_config(bench, "closed", budget, stage="expert", model={"masks": masks}, train={"seed": args.seed})
         trained = train_run(cfg, args.runs_dir, f"expert-masks-{int(masks)}")
         metrics = evaluate_weights(trained["best"], bench, "closed", budget.imgsz, device=args.device)

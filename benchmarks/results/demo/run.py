@@ -47,6 +47,11 @@ def run(name: str, flags: list[str]) -> None:
         subprocess.run([str(rtvp), "demo", "--out", tmp, *flags], check=True)
         (HERE / name).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(tmp) / "metrics.json", HERE / name / "metrics.json")
+        for protocol in ("closed", "open"):  # per-epoch times of each stage: where the time goes
+            for stage, csv_path in (("expert", f"runs/{protocol}/expert/results.csv"),
+                                    ("full", f"runs/{protocol}/results.csv")):
+                if (Path(tmp) / csv_path).is_file():
+                    shutil.copyfile(Path(tmp) / csv_path, HERE / name / f"{protocol}-{stage}.csv")
     line = {"folder": name, "commit": commit, "flags": " ".join(flags), "cpu": cpu_model(),
             "threads": torch.get_num_threads()}
     with RUNS.open("a", encoding="utf-8") as f:

@@ -15,6 +15,7 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--images", "24", "--size", "96", "--model", "rtvpnet-tiny", "--imgsz", "64",
             "--epochs", "1", "--expert-epochs", "1", "--open-epochs", "1", "--open-expert-epochs", "1",
+            "--closed-model", "expert-tiny", "--closed-epochs", "1",
             "--batch", "8", "--device", "cpu", "--set", "model.text_encoder=hash"]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -36,3 +37,5 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path):
 
     ckpt = load_checkpoint(best)
     assert ckpt["model_config"]["masks"] is True and any(k.startswith("seg.") for k in ckpt["model"])
+    assert ckpt["arch"] == "expert" and metrics["models"] == {"closed": "expert-tiny", "open": "rtvpnet-tiny"}
+    assert load_checkpoint(out / "runs" / "open" / "weights" / "best.pt")["arch"] == "rtvpnet"

@@ -1,7 +1,8 @@
 """``rtvp demo``: the README main job, end to end on data the project renders itself (no downloads).
 
-synthetic defects -> MMIOC benchmark -> train rtvpnet (closed protocol, then open protocol) -> evaluate ->
-drawn detections -> ``DIR/metrics.json`` (``{"closed": {...}, "open": {...}}``, fractions in [0, 1]).
+synthetic defects -> MMIOC benchmark -> train the closed-set expert (closed protocol) and rtvpnet (open protocol:
+unseen classes held out) -> evaluate -> drawn detections -> ``DIR/metrics.json`` (``{"closed": {...}, "open": {...},
+"models": {...}}``, fractions in [0, 1]).
 """
 
 from __future__ import annotations
@@ -89,9 +90,13 @@ def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Output folder (synth data, benchmark, runs, images)."),
     images: int = typer.Option(240, "--images", help="Synthetic images to render."),
     size: int = typer.Option(256, "--size", help="Synthetic image side in pixels."),
-    model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-{n,s,l,tiny}."),
-    epochs: int = typer.Option(8, "--epochs", help="Epochs of the full model (closed protocol)."),
-    expert_epochs: int = typer.Option(22, "--expert-epochs", help="Epochs of expert pre-training (closed)."),
+    model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-{n,s,l,tiny} (the open protocol's model)."),
+    closed_model: str | None = typer.Option(None, "--closed-model", help="Closed-protocol model: expert-<scale of "
+                                            "--model> by default (the recommended closed-set detector; trains "
+                                            "--closed-epochs), or an rtvpnet-* (--expert-epochs + --epochs)."),
+    closed_epochs: int = typer.Option(40, "--closed-epochs", help="Epochs of an expert closed-protocol model."),
+    epochs: int = typer.Option(8, "--epochs", help="Epochs of the full model (closed protocol, rtvpnet-*)."),
+    expert_epochs: int = typer.Option(22, "--expert-epochs", help="Epochs of expert pre-training (closed, rtvpnet-*)."),
     open_epochs: int = typer.Option(3, "--open-epochs", help="Epochs of the full model (open protocol)."),
     open_expert_epochs: int = typer.Option(10, "--open-expert-epochs", help="Expert epochs (open protocol)."),
     imgsz: int = typer.Option(192, "--imgsz", help="Training/eval image size."),
@@ -105,7 +110,7 @@ def demo(
                                     "with native bf16, fp16 on CUDA, else fp32)."),
     overrides: list[str] = typer.Option([], "--set", help="TrainConfig override, e.g. --set model.sam=false."),
 ) -> None:
-    """Synthetic data -> benchmark -> train rtvpnet (closed + open) -> evaluate -> drawn detections."""
+    """Synthetic data -> benchmark -> train (closed: the expert; open: rtvpnet) -> evaluate -> drawn detections."""
     from rich.console import Console
     from rich.table import Table
 
@@ -127,14 +132,18 @@ def demo(
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),
                                model=dataclasses.replace(base.model, masks=masks))
     base = apply_overrides(base, list(overrides)) if overrides else base
-    budgets = {"closed": (expert_epochs, epochs), "open": (open_expert_epochs, open_epochs)}
+    closed_name = closed_model or f"expert-{base.model.scale}"
+    closed_base = base.with_model_name(closed_name)
+    budgets = {"closed": (expert_epochs, closed_epochs if closed_base.arch == "expert" else epochs),
+               "open": (open_expert_epochs, open_epochs)}
     metrics: dict[str, dict[str, Any]] = {}
     eval_device = "cuda" if base.device.startswith("cuda") else "cpu"
     for step, protocol in ((2, "closed"), (3, "open")):
-        console.print(f"[bold]{step}/4[/] training {model} on the {protocol} protocol")
+        name, proto_base = (closed_name, closed_base) if protocol == "closed" else (model, base)
+        console.print(f"[bold]{step}/4[/] training {name} on the {protocol} protocol")
         n_expert, n_full = budgets[protocol]
         # no evaluation while training (best.pt = the final weights of each stage): the one that counts runs below
-        run_cfg = dataclasses.replace(base, expert_epochs=n_expert, epochs=n_full, val_period=0)
+        run_cfg = dataclasses.replace(proto_base, expert_epochs=n_expert, epochs=n_full, val_period=0)
         best = train_protocol(bench, out, protocol, run_cfg)
         full = evaluate_weights(best, bench, protocol, imgsz, eval_device)
         keys = METRIC_KEYS if protocol == "closed" else OPEN_KEYS
@@ -142,10 +151,11 @@ def demo(
         atomic_write_text(out / f"metrics_{protocol}_full.json", json.dumps(full, indent=1, ensure_ascii=False))
     console.print("[bold]4/4[/] drawing detections")
     drawn = draw_examples(Path(metrics["closed"]["weights"]), bench, out / "detections", 4, eval_device)
+    metrics["models"] = {"closed": closed_name, "open": model}
     metrics["time_s"] = round(time.perf_counter() - start, 1)  # type: ignore[assignment]
     metrics["precision"] = autocast_dtype(resolve_device(base.device), base.amp)[1]  # type: ignore[assignment]
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    table = Table(title=f"rtvp demo · {model} · {imgsz} px · {metrics['time_s']} s")
+    table = Table(title=f"rtvp demo · {closed_name} (closed) · {model} (open) · {imgsz} px · {metrics['time_s']} s")
     table.add_column("protocol")
     for k in OPEN_KEYS:
         table.add_column(k, justify="right")

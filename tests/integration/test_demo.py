@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from rtvp.cli.main import app
@@ -11,12 +12,14 @@ from rtvp.cli.main import app
 KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def test_demo_writes_metrics_and_drawn_detections(tmp_path):
+@pytest.mark.parametrize("closed_model", [None, "expert-tiny"])
+def test_demo_writes_metrics_and_drawn_detections(tmp_path, closed_model):
+    """Default: rtvpnet (two stages) on both protocols; ``--closed-model expert-tiny``: the expert alone (closed)."""
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--images", "24", "--size", "96", "--model", "rtvpnet-tiny", "--imgsz", "64",
             "--epochs", "1", "--expert-epochs", "1", "--open-epochs", "1", "--open-expert-epochs", "1",
-            "--closed-model", "expert-tiny", "--closed-epochs", "1",
-            "--batch", "8", "--device", "cpu", "--set", "model.text_encoder=hash"]
+            "--closed-epochs", "1", "--batch", "8", "--device", "cpu", "--set", "model.text_encoder=hash"]
+    args += ["--closed-model", closed_model] if closed_model else []
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -37,5 +40,7 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path):
 
     ckpt = load_checkpoint(best)
     assert ckpt["model_config"]["masks"] is True and any(k.startswith("seg.") for k in ckpt["model"])
-    assert ckpt["arch"] == "expert" and metrics["models"] == {"closed": "expert-tiny", "open": "rtvpnet-tiny"}
+    closed = closed_model or "rtvpnet-tiny"
+    assert ckpt["arch"] == closed.split("-")[0] and metrics["models"] == {"closed": closed, "open": "rtvpnet-tiny"}
+    assert (out / "runs" / "closed" / "expert").is_dir() is (closed_model is None)  # stage 1 of the two-stage run
     assert load_checkpoint(out / "runs" / "open" / "weights" / "best.pt")["arch"] == "rtvpnet"

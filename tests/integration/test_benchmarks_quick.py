@@ -99,8 +99,13 @@ def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]
     comp = flops[("rtvpnet-n", "320")]
     parts = sum(float(comp[c]) for c in ("expert", "sam", "projection", "prompt", "interaction", "head"))
     assert math.isclose(parts, float(comp["total"]), rel_tol=1e-3)
+    seg = flops[("expert-n-seg", "320")]  # the mask branch: its own component, on top of the same expert and head
+    assert float(seg["mask"]) > 0 and float(params["expert-n-seg"]["mask"]) > 0 and float(comp["mask"]) == 0
+    assert math.isclose(float(seg["total"]) - float(seg["mask"]), float(flops[("expert-n", "320")]["total"]),
+                        rel_tol=1e-3)
     lat = {r["Model"]: r for r in _csv(work, "cost", "latency_cpu")}
     assert float(lat["rtvpnet-n"]["ms/img b1"]) > float(lat["expert-n"]["ms/img b1"]) > 0
+    assert float(lat["expert-n-seg"]["ms/img b1"]) > 0
     assert float(lat["rtvpnet-n (PyTorch fused fp32)"]["ms/img b1"]) > 0  # the lean form Predictor runs
     for r in _csv(work, "cost", "train_cpu"):
         assert float(r["images/s"]) > 0 and float(r["peak RSS MB"]) > 100

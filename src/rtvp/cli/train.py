@@ -77,8 +77,8 @@ def train(
 ) -> None:
     """Train RTVPNet (expert pre-training, then the full model) or the closed-set expert alone.
 
-    Closed set (only the classes you train on): --model expert-n is the cheaper and, measured, no worse choice.
-    RTVPNet is for prompting by text or example (open vocabulary).
+    Closed set (only the classes you train on): --model expert-n is the cheaper choice and, on the real datasets
+    measured (NEU-DET, DeepPCB), no worse. RTVPNet is for prompting by text or example (open vocabulary).
 
     Example: rtvp train --data my_parts/data.yaml --model expert-n --epochs 50 --imgsz 640
     """

@@ -275,6 +275,10 @@ def test_masks_quick(work: Path) -> None:
     assert "mask_AP" not in plain["metrics"]  # no mask branch: box AP only
     length = seg["crack_length"]
     assert length["gt"] > 0 and length["matched"] == len(length["pairs"]) <= length["gt"]
+    assert 0 < length["images"] == len(length["image_pairs"]) <= length["gt"]  # one union per val image of the scene
+    assert all(g > 0 and p >= 0 and 0 <= iou <= 1 for g, p, iou in length["image_pairs"])
+    assert [r["unit"] for r in _csv(work, "masks", "crack_length")] == ["crack (best-IoU mask)",
+                                                                        "image (union of cracks)"]
     rows = ["expert-tiny", "expert-tiny + masks"] + (["YOLOv8n-seg (Ultralytics, scratch)"] if yolo else [])
     assert [r["Model"] for r in _csv(work, "masks", "masks")] == rows
     if yolo:  # its masks went through the yolo-seg export, Ultralytics and back into rtvp's mask evaluator

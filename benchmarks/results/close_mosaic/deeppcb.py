@@ -11,7 +11,9 @@ RUNS = REPO / "benchmarks" / "runs"
 bench = RUNS / "_bench" / "deeppcb-fixed"
 budget = Budget(scale="n", imgsz=320, batch=16, epochs=4, expert_epochs=16, workers=0, sam_weights=None)
 out = {}
-for name, extra in (("mosaic-throughout", None), ("close-mosaic-10", {"augment.mosaic_stop_epoch": 6})):
+# close_mosaic=0: these cells set the stop epoch themselves (the TrainConfig default is close_mosaic=10 since)
+for name, extra in (("mosaic-throughout", {"close_mosaic": 0}),
+                    ("close-mosaic-10", {"close_mosaic": 0, "augment.mosaic_stop_epoch": 6})):
     run = train_run(make_config(bench, "closed", budget, stage="expert", train=extra), RUNS, "expert-closed")
     m = evaluate_weights(run["best"], bench, "closed", 320)
     out[name] = {"wall_s": run["wall_s"], **{k: round(100 * m[k], 1) for k in ("AP", "AP50", "AP75")}}

@@ -10,12 +10,14 @@ from _train import Budget, evaluate_weights, make_config, run_key, train_run  # 
 RUNS = REPO / "benchmarks" / "runs"
 bench = RUNS / "_bench" / "neu_det-fixed"
 budget = Budget(scale="n", imgsz=224, batch=32, epochs=6, expert_epochs=24, workers=0, sam_weights=None)
-base = make_config(bench, "closed", budget, stage="expert")
+base = make_config(bench, "closed", budget, stage="expert", train={"close_mosaic": 0})
 print("baseline key", run_key(base), list((RUNS / "train").glob(f"*-{run_key(base)}")), flush=True)
 if len(sys.argv) > 1 and sys.argv[1] == "check":
     sys.exit(0)
 out = {}
-for name, extra in (("mosaic-throughout", None), ("close-mosaic-10", {"augment.mosaic_stop_epoch": 14})):
+# close_mosaic=0: these cells set the stop epoch themselves (the TrainConfig default is close_mosaic=10 since)
+for name, extra in (("mosaic-throughout", {"close_mosaic": 0}),
+                    ("close-mosaic-10", {"close_mosaic": 0, "augment.mosaic_stop_epoch": 14})):
     cfg = make_config(bench, "closed", budget, stage="expert", train=extra)
     run = train_run(cfg, RUNS, "expert-closed")
     m = evaluate_weights(run["best"], bench, "closed", 224)

@@ -15,7 +15,7 @@ from _train import Budget, evaluate_weights, make_config, train_run  # noqa: E40
 RUNS = REPO / "benchmarks" / "runs"
 bench = RUNS / "_bench" / "neu_det-fixed"
 budget = Budget(scale="n", imgsz=224, batch=32, epochs=6, expert_epochs=30, workers=0, sam_weights=None)
-CELLS = {f"close-mosaic-10-seed{s}": {"augment.mosaic_stop_epoch": 20, "seed": s} for s in (0, 1)}
+CELLS = {f"close-mosaic-10-seed{s}": {"close_mosaic": 0, "augment.mosaic_stop_epoch": 20, "seed": s} for s in (0, 1)}
 target = Path(__file__).with_name("neu_det.json")
 out = json.loads(target.read_text()) if target.is_file() else {}
 for name, extra in CELLS.items():

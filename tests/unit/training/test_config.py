@@ -38,7 +38,8 @@ def test_close_mosaic_per_stage(tmp_path, stage, expected):
     """close_mosaic=10: stage 1 (30 epochs) closes at 20; stage 2 (8 epochs) keeps mosaic for its first half."""
     cfg = TrainConfig(expert_epochs=30, epochs=8, close_mosaic=10)
     assert cfg.mosaic_stop(stage) == expected
-    assert TrainConfig(expert_epochs=30, epochs=8).mosaic_stop(stage) is None  # 0: mosaic throughout
-    assert apply_overrides(TrainConfig(), ["augment.mosaic_stop_epoch=7"]).mosaic_stop(stage) == 7
+    assert TrainConfig(expert_epochs=30, epochs=8).mosaic_stop(stage) == expected  # 10 is the default
+    assert TrainConfig(expert_epochs=30, epochs=8, close_mosaic=0).mosaic_stop(stage) is None  # mosaic throughout
+    assert apply_overrides(TrainConfig(), ["close_mosaic=0", "augment.mosaic_stop_epoch=7"]).mosaic_stop(stage) == 7
     with pytest.raises(ConfigError, match="close_mosaic=-1"):
         TrainConfig(close_mosaic=-1)

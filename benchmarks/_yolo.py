@@ -132,3 +132,26 @@ def ultralytics_version(venv: Path = VENV) -> str | None:
     """Version recorded when the venv was made, or ``None`` without a venv."""
     marker = venv / ".rtvp-ready"
     return marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+
+
+def val_results(bench: Path, weights: str, imgsz: int, threads: int, device: str, masks: bool = False,
+                max_det: int = 300) -> tuple[list[dict[str, Any]], float]:
+    """Predict ``closed_val`` of an rtvp benchmark with a YOLO checkpoint; COCO results in benchmark ids + seconds.
+
+    YOLO class k is the k-th category in id order (as ``rtvp data export`` writes it); with ``masks`` each result
+    also carries the detection's ``segmentation`` (COCO RLE at image resolution).
+    """
+    from _train import load_coco
+
+    val = load_coco(bench, "closed_val")
+    cat_ids = sorted(c["id"] for c in val["categories"])
+    pred = run_yolo("predict", {"weights": weights, "images": [str(bench / im["file_name"]) for im in val["images"]],
+                                "imgsz": imgsz, "threads": threads, "device": device, "masks": masks,
+                                "max_det": max_det})
+    results = []
+    for im, det in zip(val["images"], pred["detections"], strict=True):
+        rles = det["rle"] if masks else [None] * len(det["cls"])
+        for (x1, y1, x2, y2), s, c, rle in zip(det["xyxy"], det["score"], det["cls"], rles, strict=True):
+            results.append({"image_id": im["id"], "category_id": cat_ids[c], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "score": s, **({"segmentation": rle} if masks else {})})
+    return results, pred["seconds"]

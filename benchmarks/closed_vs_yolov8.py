@@ -86,7 +86,7 @@ def prepare(args: Any, dataset: str) -> tuple[Path, Path]:
 
 def yolo_cell(args: Any, bench: Path, data_yaml: Path, setup: dict[str, Any], dataset: str) -> dict[str, Any]:
     """Train YOLOv8 in the venv, predict the val images there, score the boxes with rtvp's evaluator."""
-    from _yolo import run_yolo
+    from _yolo import run_yolo, val_results
 
     from rtvp.evaluation.evaluator import evaluate
 
@@ -96,21 +96,13 @@ def yolo_cell(args: Any, bench: Path, data_yaml: Path, setup: dict[str, Any], da
     spec["project"] = str(Path(args.runs_dir) / "closed_vs_yolov8" / "yolo")
     spec["name"] = f"{dataset}-{args.yolo_model}-{config_hash([spec, str(data_yaml)])}"
     trained = run_yolo("train", spec, stream=True)
+    results, seconds = val_results(bench, trained["weights"], setup["imgsz"], args.threads, spec["device"])
     val = load_coco(bench, "closed_val")
-    cat_ids = sorted(c["id"] for c in val["categories"])  # YOLO class k = k-th category in id order (rtvp export)
-    pred = run_yolo("predict", {"weights": trained["weights"], "images": [str(bench / im["file_name"])
-                                                                           for im in val["images"]],
-                                "imgsz": setup["imgsz"], "threads": args.threads, "device": spec["device"]})
-    results = []
-    for im, det in zip(val["images"], pred["detections"], strict=True):
-        for (x1, y1, x2, y2), s, c in zip(det["xyxy"], det["score"], det["cls"], strict=True):
-            results.append({"image_id": im["id"], "category_id": cat_ids[c], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": s})
     metrics = summarize(evaluate(bench / "annotations" / "closed_val.json", results, "closed"))
     n_train = len(load_coco(bench, "closed_train")["images"])
     return {"train": trained, "metrics": metrics, "train_images": n_train,
             "train_images_per_s": n_train * setup["epochs"] / trained["wall_s"],
-            "eval_images_per_s": len(val["images"]) / pred["seconds"] if pred["seconds"] else None}
+            "eval_images_per_s": len(val["images"]) / seconds if seconds else None}
 
 
 def rtvp_cell(args: Any, bench: Path, setup: dict[str, Any]) -> dict[str, Any]:

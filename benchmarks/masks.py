@@ -25,7 +25,6 @@ from _common import REPO, BenchRun, Table, build_parser, config_hash, parse_args
 from _train import (
     Budget,
     evaluate_weights,
-    load_coco,
     make_config,
     quick_bench,
     recipe_bench,
@@ -110,7 +109,7 @@ def model_cost(scale: str, masks: bool, imgsz: int, nc: int) -> dict[str, float]
 
 def yolo_seg_cell(args: Any, bench: Path, budget: Budget) -> dict[str, Any]:
     """Train YOLOv8n-seg in the Ultralytics venv, predict boxes + masks there, score both with rtvp's evaluator."""
-    from _yolo import run_yolo
+    from _yolo import run_yolo, val_results
 
     from rtvp import evaluate
 
@@ -124,17 +123,7 @@ def yolo_seg_cell(args: Any, bench: Path, budget: Budget) -> dict[str, Any]:
     spec["project"] = str(Path(args.runs_dir) / "masks" / "yolo")
     spec["name"] = f"yolov8n-seg-{config_hash([spec, str(export)])}"
     trained = run_yolo("train", spec, stream=True)
-    val = load_coco(bench, "closed_val")
-    cat_ids = sorted(c["id"] for c in val["categories"])  # YOLO class k = k-th category in id order (rtvp export)
-    pred = run_yolo("predict", {"weights": trained["weights"], "images": [str(bench / im["file_name"])
-                                                                           for im in val["images"]],
-                                "imgsz": budget.imgsz, "threads": args.threads, "device": device, "masks": True,
-                                "max_det": 100})
-    results = []
-    for im, det in zip(val["images"], pred["detections"], strict=True):
-        for (x1, y1, x2, y2), s, c, rle in zip(det["xyxy"], det["score"], det["cls"], det["rle"], strict=True):
-            results.append({"image_id": im["id"], "category_id": cat_ids[c], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": s, "segmentation": rle})
+    results, _ = val_results(bench, trained["weights"], budget.imgsz, args.threads, device, masks=True, max_det=100)
     metrics = summarize(evaluate(bench / "annotations" / "closed_val.json", results, "closed"))
     cost = run_yolo("cost", {"model": "yolov8n-seg.yaml", "imgsz": budget.imgsz})
     return {"train": trained, "metrics": metrics, "predictions": len(results), "export": str(export),

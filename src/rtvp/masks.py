@@ -170,6 +170,23 @@ def decode_rle(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(compressed).astype(bool)
 
 
+def rle_polygons(rle: dict[str, Any], height: int, width: int) -> list[np.ndarray]:
+    """Outer contours of a COCO RLE mask (compressed or uncompressed ``counts``) as polygons.
+
+    Args:
+        rle: ``{"size": [H, W], "counts": ...}``.
+        height: image height (uncompressed counts are read at this size).
+        width: image width.
+
+    Returns:
+        ``[(K, 2)]`` float64 polygons of at least 3 points, in pixel indices (``cv2.findContours``, external only).
+    """
+    compressed = mask_utils.frPyObjects(rle, height, width) if isinstance(rle.get("counts"), list) else rle
+    mask = np.ascontiguousarray(mask_utils.decode(compressed).astype(np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 3]
+
+
 def skeleton_length(skeleton: np.ndarray) -> float:
     """Length of a 1-px wide skeleton in pixels: 4-neighbour links count 1, diagonal links ``sqrt(2)``.
 

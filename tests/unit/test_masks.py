@@ -18,6 +18,7 @@ from rtvp.masks import (
     mask_records,
     measure_mask,
     measure_masks,
+    rle_polygons,
     skeleton_length,
 )
 
@@ -199,3 +200,14 @@ def test_many_masks_and_json_records():
                        "area_mm": 0.0, "length_mm": 0.0, "width_mm": 0.0}
     assert list(mask_records(masks[:1])[0]) == ["segmentation", "area_px", "length_px", "width_px"]
     json.dumps(recs)  # plain Python types only
+
+
+def test_rle_polygons_trace_each_piece_from_either_counts_form():
+    m = np.zeros((20, 30), bool)
+    m[2:6, 3:9] = True  # rows 2-5, columns 3-8
+    m[10:15, 20:25] = True
+    rle = encode_rle(m)
+    runs = [int(v) for v in np.diff(np.flatnonzero(np.diff(np.r_[0, m.T.ravel(), 0].astype(int)) != 0), prepend=0)]
+    for counts in (rle, {"size": [20, 30], "counts": runs + [600 - sum(runs)]}):
+        polys = sorted(rle_polygons(counts, 20, 30), key=lambda p: p[:, 0].min())
+        assert [p.min(0).tolist() + p.max(0).tolist() for p in polys] == [[3, 2, 8, 5], [20, 10, 24, 14]]

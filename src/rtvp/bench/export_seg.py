@@ -19,24 +19,14 @@ from typing import Any
 import numpy as np
 
 from rtvp.errors import DataError
-
-
-def _rle_polygons(seg: dict[str, Any], height: int, width: int) -> list[np.ndarray]:
-    """Outer contours ``[(K, 2) float]`` of an RLE mask (compressed or uncompressed counts)."""
-    import cv2
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.frPyObjects(seg, height, width) if isinstance(seg.get("counts"), list) else seg
-    mask = np.ascontiguousarray(mask_utils.decode(rle).astype(np.uint8))
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 3]
+from rtvp.masks import rle_polygons
 
 
 def instance_polygons(ann: dict[str, Any], height: int, width: int) -> list[np.ndarray]:
     """The pixel-coordinate polygons ``[(K, 2)]`` of one COCO annotation; its box rectangle when it has none."""
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
-        polys = _rle_polygons(seg, height, width)
+        polys = rle_polygons(seg, height, width)
     elif isinstance(seg, list):
         polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg if len(p) >= 6 and len(p) % 2 == 0]
     else:

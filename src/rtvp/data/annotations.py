@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rtvp.data.masks import densify_ring
 from rtvp.errors import DataError
 from rtvp.fileio import read_json
+from rtvp.masks import rle_polygons
 
 
 @dataclass
@@ -63,12 +63,7 @@ def box_corners(boxes: np.ndarray) -> np.ndarray:
 
 def _rle_polygons(seg: dict[str, Any], h: int, w: int) -> list[np.ndarray]:
     """Outer contours of an RLE mask as polygons through pixel centres."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
-    m = np.ascontiguousarray(mask_utils.decode(rle).astype(np.uint8))
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2).astype(np.float32) + 0.5 for c in contours if len(c) >= 3]
+    return [p.astype(np.float32) + 0.5 for p in rle_polygons(seg, h, w)]
 
 
 def _polygons(seg: Any, h: int, w: int, where: str, step: float = 0.0) -> list[np.ndarray]:

@@ -304,7 +304,7 @@ def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int
                           device=resolve_device(device))
     took = time.perf_counter() - t0
     metrics = evaluate(val_json, preds, protocol, train_gt=train_json if train_json.is_file() else None,
-                       masks=checkpoint_masks(weights))
+                       masks=checkpoint_masks(weights, preds))
     out = summarize(metrics)
     out["eval_images_per_s"] = round(metrics["num_images"] / took, 2) if took > 0 else None
     if diagnostics:

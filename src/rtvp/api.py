@@ -58,4 +58,4 @@ def val(weights: str | Path, data: str | Path, protocol: str = "closed", *, imgs
     results = predict_split(weights, Path(data), val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device,
                             workers=workers)
     return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
-                    backend=backend, masks=checkpoint_masks(weights))
+                    backend=backend, masks=checkpoint_masks(weights, results))

@@ -55,12 +55,12 @@ def evaluate_weights(weights: Path, bench: Path, protocol: str, imgsz: int, devi
     from rtvp.evaluation.inference import checkpoint_masks, predict_split
 
     val_json, train_json = protocol_files(bench, protocol)
-    masks = checkpoint_masks(weights)
     results = predict_split(weights, bench, val_json.stem, protocol, imgsz=imgsz, device=device)
-    metrics = evaluate(val_json, results, protocol, train_gt=train_json, masks=masks)
+    metrics = evaluate(val_json, results, protocol, train_gt=train_json, masks=checkpoint_masks(weights, results))
     if protocol == "open":
         generalized = predict_split(weights, bench, val_json.stem, "generalized", imgsz=imgsz, device=device)
-        g = evaluate(val_json, generalized, "generalized", train_gt=train_json, masks=masks)
+        g = evaluate(val_json, generalized, "generalized", train_gt=train_json,
+                     masks=checkpoint_masks(weights, generalized))
         metrics.update({k: g[k] for k in ("AP_seen", "AP_unseen", "HM")})
     return metrics
 

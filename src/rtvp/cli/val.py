@@ -49,8 +49,9 @@ def val(
             atomic_write_text(save, json.dumps(results))
     else:
         results = str(predictions)
+    masks = weights is not None and checkpoint_masks(weights, results)
     metrics = evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
-                       backend=backend, plots_dir=plots, masks=weights is not None and checkpoint_masks(weights))
+                       backend=backend, plots_dir=plots, masks=masks)
     if diagnostics and protocol != "closed":
         metrics = _diagnose(metrics, data, val_json, results, weights, imgsz, batch, device)
     if as_json:

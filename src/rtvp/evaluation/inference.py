@@ -132,10 +132,16 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
     return run_split(prompted, dataset, [int(c["id"]) for c in cats], batch, workers=workers)
 
 
-def checkpoint_masks(weights: str | Path | Mapping[str, Any]) -> bool:
-    """Whether a checkpoint (path or loaded dict) has the mask branch (``model_config.masks``)."""
+def checkpoint_masks(weights: str | Path | Mapping[str, Any], results: Sequence[dict[str, Any]] | None = None) -> bool:
+    """Whether a checkpoint (path or loaded dict) has the mask branch (``model_config.masks``).
+
+    With ``results`` (its predictions), the checkpoint is read only when they are empty: a mask model's results
+    otherwise carry ``segmentation`` themselves, which ``evaluate`` sees, so loading it again would be wasted.
+    """
     from rtvp.checkpoint import load_checkpoint
 
+    if results:
+        return False
     ckpt = weights if isinstance(weights, Mapping) else load_checkpoint(weights)
     return bool((ckpt.get("model_config") or {}).get("masks", False))
 

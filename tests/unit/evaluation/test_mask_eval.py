@@ -242,3 +242,5 @@ def test_checkpoint_masks_reads_the_model_config():
 
     assert checkpoint_masks({"model_config": {"masks": True}})
     assert not checkpoint_masks({"model_config": {"masks": False}}) and not checkpoint_masks({"model_config": None})
+    assert checkpoint_masks({"model_config": {"masks": True}}, results=[])  # a mask model that found nothing
+    assert not checkpoint_masks("never/read.pt", results=[{"image_id": 1}])  # results that speak for themselves

@@ -135,8 +135,8 @@ def ultralytics_version(venv: Path = VENV) -> str | None:
 
 
 def val_results(bench: Path, weights: str, imgsz: int, threads: int, device: str, masks: bool = False,
-                max_det: int = 300) -> tuple[list[dict[str, Any]], float]:
-    """Predict ``closed_val`` of an rtvp benchmark with a YOLO checkpoint; COCO results in benchmark ids + seconds.
+                max_det: int = 300) -> tuple[list[dict[str, Any]], float | None]:
+    """Predict ``closed_val`` of an rtvp benchmark with a YOLO checkpoint: COCO results in benchmark ids, images/s.
 
     YOLO class k is the k-th category in id order (as ``rtvp data export`` writes it); with ``masks`` each result
     also carries the detection's ``segmentation`` (COCO RLE at image resolution).
@@ -154,4 +154,4 @@ def val_results(bench: Path, weights: str, imgsz: int, threads: int, device: str
         for (x1, y1, x2, y2), s, c, rle in zip(det["xyxy"], det["score"], det["cls"], rles, strict=True):
             results.append({"image_id": im["id"], "category_id": cat_ids[c], "bbox": [x1, y1, x2 - x1, y2 - y1],
                             "score": s, **({"segmentation": rle} if masks else {})})
-    return results, pred["seconds"]
+    return results, len(val["images"]) / pred["seconds"] if pred["seconds"] else None

@@ -96,13 +96,12 @@ def yolo_cell(args: Any, bench: Path, data_yaml: Path, setup: dict[str, Any], da
     spec["project"] = str(Path(args.runs_dir) / "closed_vs_yolov8" / "yolo")
     spec["name"] = f"{dataset}-{args.yolo_model}-{config_hash([spec, str(data_yaml)])}"
     trained = run_yolo("train", spec, stream=True)
-    results, seconds = val_results(bench, trained["weights"], setup["imgsz"], args.threads, spec["device"])
-    val = load_coco(bench, "closed_val")
+    results, eval_images_per_s = val_results(bench, trained["weights"], setup["imgsz"], args.threads, spec["device"])
     metrics = summarize(evaluate(bench / "annotations" / "closed_val.json", results, "closed"))
     n_train = len(load_coco(bench, "closed_train")["images"])
     return {"train": trained, "metrics": metrics, "train_images": n_train,
             "train_images_per_s": n_train * setup["epochs"] / trained["wall_s"],
-            "eval_images_per_s": len(val["images"]) / seconds if seconds else None}
+            "eval_images_per_s": eval_images_per_s}
 
 
 def rtvp_cell(args: Any, bench: Path, setup: dict[str, Any]) -> dict[str, Any]:

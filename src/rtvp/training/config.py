@@ -88,9 +88,9 @@ class TrainConfig:
             of mean squared expert feature.
         close_mosaic: train the last N epochs of each stage without mosaic (Ultralytics' ``close_mosaic``, also 10
             there), never more than the second half of a stage (a 6-epoch stage 2 keeps mosaic for 3); 0 keeps mosaic
-            throughout and leaves ``augment.mosaic_stop_epoch`` in charge. Measured (benchmarks/results/close_mosaic,
-            demo): NEU-DET +3.2 AP, DeepPCB -1.4 AP (within seed noise), ``rtvp demo`` closed AP50 0.493 vs 0.494
-            over 3 seeds in 11 % less time (mosaic batches cost more to load).
+            throughout. An explicit ``augment.mosaic_stop_epoch`` wins over it. Measured (benchmarks/results/
+            close_mosaic, demo): NEU-DET +3.2 AP, DeepPCB -1.4 AP (within seed noise), ``rtvp demo`` closed AP50
+            0.493 vs 0.494 over 3 seeds in 11 % less time.
         augment: augmentations of the training dataset (``--set augment.mosaic=0``).
         loss: loss gains and label assignment (``--set loss.seg=2.5``).
         model: the model config (``--set model.edp=false``).
@@ -180,8 +180,11 @@ class TrainConfig:
         return self.expert_epochs if stage == "expert" and len(self.stages) == 2 else self.epochs
 
     def mosaic_stop(self, stage: str) -> int | None:
-        """The epoch of ``stage`` from which mosaic is off: ``close_mosaic`` before its end, at most half-way."""
-        if not self.close_mosaic:
+        """The epoch of ``stage`` from which mosaic is off (``None``: mosaic throughout).
+
+        ``augment.mosaic_stop_epoch`` when set, else ``close_mosaic`` epochs before the stage's end, at most half-way.
+        """
+        if self.augment.mosaic_stop_epoch is not None or not self.close_mosaic:
             return self.augment.mosaic_stop_epoch
         epochs = self.stage_epochs(stage)
         return max(epochs - self.close_mosaic, epochs // 2)

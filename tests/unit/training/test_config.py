@@ -41,5 +41,6 @@ def test_close_mosaic_per_stage(tmp_path, stage, expected):
     assert TrainConfig(expert_epochs=30, epochs=8).mosaic_stop(stage) == expected  # 10 is the default
     assert TrainConfig(expert_epochs=30, epochs=8, close_mosaic=0).mosaic_stop(stage) is None  # mosaic throughout
     assert apply_overrides(TrainConfig(), ["close_mosaic=0", "augment.mosaic_stop_epoch=7"]).mosaic_stop(stage) == 7
+    assert apply_overrides(TrainConfig(), ["augment.mosaic_stop_epoch=7"]).mosaic_stop(stage) == 7  # explicit wins
     with pytest.raises(ConfigError, match="close_mosaic=-1"):
         TrainConfig(close_mosaic=-1)

@@ -37,7 +37,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "expert_text": {**TEXT_ONLY, "expert_update": False},
     "rtvpnet_obj": {"objectness": True},  # lever (issue 15): class-agnostic objectness shared by every prompt
     "textonly_obj": {**TEXT_ONLY, "objectness": True},
+    "rtvpnet_ens": {},  # lever (issue 15): each class text is the mean of its phrasings (VARIANT_TRAIN)
+    "textonly_ens": TEXT_ONLY,
 }
+VARIANT_TRAIN: dict[str, dict[str, Any]] = {"rtvpnet_ens": {"class_text": "ensemble"},
+                                            "textonly_ens": {"class_text": "ensemble"}}
+"""Training settings of the variants that are not model switches."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,8 @@ def run_key(cfg: Any) -> str:
         data.pop("loss")
     if data.get("close_mosaic") == 0:  # added later; 0 is what every earlier run did
         data.pop("close_mosaic")
+    if data.get("class_text") == "name":  # added later; "name" is what every earlier run did
+        data.pop("class_text")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 
@@ -288,11 +295,12 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int, batch: int = 16,
-                     device: str = "auto", diagnostics: bool = False) -> dict[str, Any]:
+                     device: str = "auto", diagnostics: bool = False, class_text: str = "stored") -> dict[str, Any]:
     """``predict_split`` on the protocol's val split + ``evaluate``; adds inference images/s (incl. data loading).
 
     ``diagnostics`` (open / generalized): adds the unseen-class diagnostics of ``rtvp val`` (``agnostic_AR100_50``,
-    ``oracle_*``) and ``per_unseen_class`` (AP50 and the diagnostics per unseen class).
+    ``oracle_*``) and ``per_unseen_class`` (AP50 and the diagnostics per unseen class). ``class_text``: the class
+    embeddings (``stored`` or ``ensemble``, ``rtvp val --class-text``).
     """
     from rtvp import evaluate
     from rtvp.evaluation.evaluator import protocol_files
@@ -301,14 +309,15 @@ def evaluate_weights(weights: str | Path, bench: Path, protocol: str, imgsz: int
     val_json, train_json = protocol_files(Path(bench), protocol)
     t0 = time.perf_counter()
     preds = predict_split(weights, Path(bench), val_json.stem, protocol, imgsz=imgsz, batch=batch,
-                          device=resolve_device(device))
+                          device=resolve_device(device), class_text=class_text)
     took = time.perf_counter() - t0
     metrics = evaluate(val_json, preds, protocol, train_gt=train_json if train_json.is_file() else None,
                        masks=checkpoint_masks(weights, preds))
     out = summarize(metrics)
     out["eval_images_per_s"] = round(metrics["num_images"] / took, 2) if took > 0 else None
     if diagnostics:
-        diag = open_diagnostics(weights, Path(bench), val_json.stem, preds, imgsz, batch, resolve_device(device))
+        diag = open_diagnostics(weights, Path(bench), val_json.stem, preds, imgsz, batch, resolve_device(device),
+                                class_text)
         out.update({k: v for k, v in diag.items() if k != "per_class"})
         out["per_unseen_class"] = {name: {"AP50": metrics["per_class"].get(name, {}).get("AP50"), **values}
                                    for name, values in diag["per_class"].items()}

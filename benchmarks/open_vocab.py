@@ -28,6 +28,7 @@ from typing import Any
 
 from _common import BenchRun, Cell, Table, build_parser, parse_args, pct
 from _train import (
+    VARIANT_TRAIN,
     VARIANTS,
     Budget,
     add_bench_args,
@@ -45,7 +46,8 @@ from _train import (
 FULL = Budget(scale="n", imgsz=320, batch=16, epochs=10, expert_epochs=10, workers=2)
 LABELS = {"rtvpnet": "RTVPNet", "textonly": "text-only (YOLO-World-like)", "expert_text": "expert + text head",
           "expert": "closed-set expert (stage 1)", "rtvpnet_obj": "RTVPNet + objectness",
-          "textonly_obj": "text-only + objectness"}
+          "textonly_obj": "text-only + objectness", "rtvpnet_ens": "RTVPNet + text ensemble",
+          "textonly_ens": "text-only + text ensemble"}
 
 
 def expert_cell(args: Any, bench: Any, budget: Budget) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def variant_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[st
     expert = train_run(make_config(bench, "open", budget, stage="expert", device=args.device), args.runs_dir,
                        "expert-open")
     cfg = make_config(bench, "open", budget, stage="full", expert_weights=expert["expert_best"] or expert["best"],
-                      model=VARIANTS[variant], device=args.device)
+                      model=VARIANTS[variant], train=VARIANT_TRAIN.get(variant), device=args.device)
     run = train_run(cfg, args.runs_dir, f"open-{variant}")
     opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device, diagnostics=True)
     gen = evaluate_weights(run["best"], bench, "generalized", budget.imgsz, device=args.device)
@@ -74,17 +76,45 @@ def variant_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[st
             "cost": model_cost(run["best"], budget.imgsz, prompts=len(gen["per_class_AP"]))}
 
 
+def ensemble_eval_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[str, Any]:
+    """A trained variant re-prompted at evaluation with each class's text ensemble (no retraining).
+
+    ``rtvp val --class-text ensemble``: every class embedding is the mean of its phrasings (synonyms and a visual
+    description, ``rtvp.vocabulary.class_text_variants``) instead of the one class text it was trained with.
+    """
+    expert = train_run(make_config(bench, "open", budget, stage="expert", device=args.device), args.runs_dir,
+                       "expert-open")
+    cfg = make_config(bench, "open", budget, stage="full", expert_weights=expert["expert_best"] or expert["best"],
+                      model=VARIANTS[variant], train=VARIANT_TRAIN.get(variant), device=args.device)
+    run = train_run(cfg, args.runs_dir, f"open-{variant}")  # the variant's own run (trained by its cell first)
+    opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device, diagnostics=True,
+                              class_text="ensemble")
+    gen = evaluate_weights(run["best"], bench, "generalized", budget.imgsz, device=args.device,
+                           class_text="ensemble")
+    return {"train": run, "open": opened, "generalized": gen,
+            "cost": model_cost(run["best"], budget.imgsz, prompts=len(gen["per_class_AP"]))}
+
+
+def cell_config(base: dict[str, Any], variant: str) -> dict[str, Any]:
+    """What a variant's cell depends on (its cache key): the budget, the model switches and training settings."""
+    return {**base, "model": VARIANTS[variant],
+            **({"train": VARIANT_TRAIN[variant]} if variant in VARIANT_TRAIN else {})}
+
+
+def label(key: str) -> str:
+    """Row name of a cell key (``<variant>@ensemble``: the variant re-prompted with text ensembles)."""
+    variant, _, how = key.partition("@")
+    return LABELS[variant] + (", ensemble prompts at eval" if how == "ensemble" else "")
+
+
 def table(results: dict[str, dict[str, Any]], budget: Budget) -> Table:
     cols = ["Method", "AP (open)", "AP50", "AP75", "APs", "APm", "APl", "AP_seen", "AP_unseen", "HM", "HM50",
             "Param (M)", f"GFLOPs@{budget.imgsz}", "train s"]
     t = Table("open_vocab", "Open vocabulary (Table III protocol, measured)", cols)
-    for key in LABELS:
-        r = results.get(key)
-        if r is None:
-            continue
+    for key, r in results.items():
         o, g = r.get("open"), r["generalized"]
         stage2 = r["train"]["wall_s"] if key != "expert" else None
-        t.rows.append([LABELS[key], *(pct(o, k) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")),
+        t.rows.append([label(key), *(pct(o, k) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")),
                        *(pct(g, k) for k in ("AP_seen", "AP_unseen", "HM", "HM50")), r["cost"]["params_M"],
                        r["cost"]["gflops"], stage2 if stage2 is not None else r["train"]["wall_s"]])
     t.note = ("AP (open): prompted with the unseen class names only, GT restricted to unseen classes. AP_seen / "
@@ -109,17 +139,16 @@ def diagnostics_tables(results: dict[str, dict[str, Any]], kshot: Sequence[int])
               cols)
     per = Table("unseen_per_class", "Per unseen class (open protocol)",
                 ["class", "Method", "AP50", "agnostic recall", "oracle top-1 scene", "oracle top-1 all"])
-    for key in LABELS:
-        r = results.get(key)
-        if r is None or not r.get("open") or "agnostic_AR100_50" not in r["open"]:
+    for key, r in results.items():
+        if not r.get("open") or "agnostic_AR100_50" not in r["open"]:
             continue
         o = r["open"]
-        t.rows.append([LABELS[key], *(pct(o, k) for k in ("agnostic_AR100_50", "oracle_top1_scene",
+        t.rows.append([label(key), *(pct(o, k) for k in ("agnostic_AR100_50", "oracle_top1_scene",
                                                           "oracle_chance_scene", "oracle_top1_all",
                                                           "oracle_chance_all")),
                        *(_mean_sd(r.get("kshot", {}).get(str(k)), "AP50") for k in kshot)])
         for name, c in o.get("per_unseen_class", {}).items():
-            per.rows.append([name, LABELS[key], *(None if c.get(k) is None else 100 * c[k] for k in (
+            per.rows.append([name, label(key), *(None if c.get(k) is None else 100 * c[k] for k in (
                 "AP50", "agnostic_recall", "oracle_top1_scene", "oracle_top1_all"))])
     t.note = ("Percentages. agnostic AR@100: unseen GT boxes covered at IoU >= 0.5 by any of the image's top-100 "
               "predictions, whatever their label. oracle: each unseen GT box's pooled region embedding classified "
@@ -137,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=[*VARIANTS, "expert"], help="which rows to run")
     parser.add_argument("--kshot", nargs="*", type=int, default=[1, 5], help="exemplar shots per unseen class")
     parser.add_argument("--kshot-draws", type=int, default=3, help="seeded exemplar draws per k")
+    parser.add_argument("--ensemble-eval", action="store_true",
+                        help="also score each trained variant re-prompted with class-text ensembles (a lever)")
     args = parse_args(parser, argv)
     if args.quick:
         args.kshot, args.kshot_draws = [1], 2
@@ -149,8 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if v == "expert":
             cells.append(Cell("expert", LABELS[v], base, lambda: expert_cell(args, bench, budget)))
         else:
-            cells.append(Cell(v, LABELS[v], {**base, "model": VARIANTS[v]},
+            cells.append(Cell(v, LABELS[v], cell_config(base, v),
                               lambda v=v: variant_cell(args, bench, budget, v)))
+    if args.ensemble_eval:
+        for v in (v for v in args.variants if v != "expert"):
+            cells.append(Cell(f"{v}@ensemble", label(f"{v}@ensemble"), {**cell_config(base, v), "eval": "ensemble"},
+                              lambda v=v: ensemble_eval_cell(args, bench, budget, v)))
     results = run.run_cells(cells)
     notes = [
         f"Benchmark `{bench}`; budget {budget}. All rows share one stage-1 expert (seen classes of open_train).",

@@ -38,7 +38,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, validate: bool = True) -> d
 
 
 def val(weights: str | Path, data: str | Path, protocol: str = "closed", *, imgsz: int | None = None,
-        batch: int = 8, device: str = "auto", workers: int = 0, backend: str = "pycocotools") -> dict[str, Any]:
+        batch: int = 8, device: str = "auto", workers: int = 0, backend: str = "pycocotools",
+        class_text: str = "stored") -> dict[str, Any]:
     """Score a checkpoint on a benchmark's val split as ``rtvp val --weights`` does.
 
     Args:
@@ -50,12 +51,14 @@ def val(weights: str | Path, data: str | Path, protocol: str = "closed", *, imgs
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         workers: data-loading processes.
         backend: COCO evaluation implementation (``pycocotools`` or ``faster``).
+        class_text: RTVPNet class embeddings: ``stored`` (the checkpoint's) or ``ensemble`` (mean of each class's
+            phrasings, :func:`rtvp.vocabulary.class_text_variants`).
 
     Returns:
         :func:`rtvp.evaluation.evaluator.evaluate`'s dict (``AP``, ``AP50``, ... fractions, per-class breakdowns).
     """
     val_json, train_json = protocol_files(Path(data), protocol)
     results = predict_split(weights, Path(data), val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device,
-                            workers=workers)
+                            workers=workers, class_text=class_text)
     return evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
                     backend=backend, masks=checkpoint_masks(weights, results))

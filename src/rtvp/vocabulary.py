@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from rtvp.errors import ConfigError
 
 MAX_PROMPT_CHARS = 200
+MAX_SYNONYM_TEXTS = 3
+"""Synonym texts per class in a text ensemble (``class_text_variants``)."""
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -60,7 +64,7 @@ class Vocabulary:
         True
     """
 
-    def __init__(self, terms: dict[str, dict[str, list[str]]]) -> None:
+    def __init__(self, terms: dict[str, dict[str, Any]]) -> None:
         self.terms = terms
         self.aliases: dict[str, str] = {}
         for canonical, entry in terms.items():
@@ -71,7 +75,7 @@ class Vocabulary:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Vocabulary:
-        """Load a vocabulary YAML (``terms: {canonical: {synonyms, zh, ja}}``)."""
+        """Load a vocabulary YAML (``terms: {canonical: {synonyms, zh, ja, description}}``)."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -81,9 +85,13 @@ class Vocabulary:
         if not isinstance(terms, dict):
             raise ConfigError(f"{path}: expected a top-level 'terms' mapping of canonical term -> aliases")
         for name, entry in terms.items():
-            bad = set(entry or {}) - {"synonyms", "zh", "ja"}
+            bad = set(entry or {}) - {"synonyms", "zh", "ja", "description"}
             if bad:
-                raise ConfigError(f"{path}: term '{name}' has unknown key(s) {sorted(bad)}; use synonyms/zh/ja")
+                raise ConfigError(f"{path}: term '{name}' has unknown key(s) {sorted(bad)}; use synonyms/zh/ja/"
+                                  f"description")
+            if not isinstance((entry or {}).get("description", ""), str):
+                raise ConfigError(f"{path}: term '{name}': description must be one string, e.g. "
+                                  f"'description: \"a thin dark line\"'")
         return cls({k: v or {} for k, v in terms.items()})
 
     @classmethod
@@ -111,6 +119,43 @@ class Vocabulary:
         if not prompts:
             raise ConfigError("empty prompt list: give at least one prompt, e.g. --prompts scratch,hole")
         return [self.resolve(p) for p in prompts]
+
+
+def class_text_variants(category: Mapping[str, Any], vocab: Vocabulary | None = None,
+                        synonyms: int = MAX_SYNONYM_TEXTS) -> list[str]:
+    """The texts whose mean embedding prompts a category in a text ensemble (``class_text=ensemble``).
+
+    Prompt ensembling as in CLIP's zero-shot classifiers: one class, several phrasings, averaged in embedding space.
+    The phrasings are the class text, the class text with the defect word replaced by English synonyms (the
+    category's ``aliases``, then the shipped vocabulary's), and the class text followed by each visual description
+    (the category's ``descriptions``, then the vocabulary term's ``description``).
+
+    Args:
+        category: a benchmark category: ``text`` (or ``name``), and optionally ``defect``, ``aliases`` and
+            ``descriptions`` (a list of str, from the recipe).
+        vocab: where synonyms and descriptions of the defect's canonical term come from (default: the shipped one).
+        synonyms: at most this many synonym texts.
+
+    Returns:
+        Unique texts, the class text first; just ``[text]`` when nothing else is known about the class.
+
+    Examples:
+        >>> class_text_variants({"text": "scratch on wood", "defect": "scratch"}, synonyms=1)[:2]
+        ['scratch on wood', 'scratches on wood']
+    """
+    text = str(category.get("text") or category.get("name"))
+    defect = str(category.get("defect") or "").strip()
+    vocab = vocab or Vocabulary.default()
+    term = vocab.resolve(defect).canonical if defect else None
+    entry = vocab.terms.get(term, {}) if term else {}
+    out = [text]
+    if defect and defect in text:
+        names = [*category.get("aliases", []), *([term] if term else []), *entry.get("synonyms", [])]
+        english = [n for n in dict.fromkeys(names) if n and not _CJK.search(n) and normalize(n) != normalize(defect)]
+        out += [text.replace(defect, n, 1) for n in english[:synonyms]]
+    descriptions = [*category.get("descriptions", []), *([entry["description"]] if entry.get("description") else [])]
+    out += [f"{text}: {d}" for d in descriptions]
+    return list(dict.fromkeys(out))
 
 
 def parse_prompts(text: str | None = None, file: str | Path | None = None) -> list[str]:

@@ -81,6 +81,16 @@ def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out.count("(cached)") == 4
     assert {r["Method"] for r in _csv(work, "open_vocab", "open_vocab")} == set(rows)
 
+    # the text-ensemble lever at evaluation: the trained runs re-prompted (no training), a row each
+    runs_before = sorted(p.name for p in (work / "runs" / "train").iterdir())
+    assert open_vocab.main([*_argv(work), "--variants", "textonly", "--ensemble-eval"]) == 0
+    assert sorted(p.name for p in (work / "runs" / "train").iterdir()) == runs_before
+    res = _results(work, "open_vocab")
+    ens, plain = res["cells"]["textonly@ensemble"], res["cells"]["textonly"]
+    assert ens["train"]["run_dir"] == plain["train"]["run_dir"] and "agnostic_AR100_50" in ens["open"]
+    assert {r["Method"] for r in _csv(work, "open_vocab", "open_vocab")} == {
+        "text-only (YOLO-World-like)", "text-only (YOLO-World-like), ensemble prompts at eval"}
+
     # t-SNE reuses open_vocab's two open-protocol runs (same content-addressed run folders)
     runs_before = sorted(p.name for p in (work / "runs" / "train").iterdir())
     assert tsne.main(_argv(work)) == 0
@@ -215,6 +225,23 @@ def test_run_key_ignores_expert_head_init_where_it_changes_nothing(tmp_path: Pat
     off = dataclasses.replace(full, expert_head_init=False)
     assert run_key(expert) == run_key(dataclasses.replace(expert, expert_head_init=False))
     assert run_key(full) != run_key(off)
+    ens = dataclasses.replace(full, class_text="ensemble")  # a lever of open_vocab.py: a new run
+    assert run_key(ens) != run_key(full)
+
+
+def test_run_key_of_default_class_text_is_the_key_before_the_option(tmp_path: Path, monkeypatch) -> None:
+    """``class_text="name"`` (the default) leaves the hashed config as it was before the field, so runs cached
+    before it stay valid."""
+    import _train
+    from _train import Budget, make_config, run_key
+
+    (tmp_path / "annotations").mkdir()
+    for split in ("closed_train", "closed_val", "open_train", "open_val"):
+        (tmp_path / "annotations" / f"{split}.json").write_text("{}")
+    hashed = []
+    monkeypatch.setattr(_train, "config_hash", lambda d: hashed.append(d) or "k")
+    run_key(make_config(tmp_path, "open", Budget(), stage="full"))
+    assert "class_text" not in hashed[0]["cfg"] and "close_mosaic" in hashed[0]["cfg"]
 
 
 def test_recipe_bench_warns_about_a_stale_cached_benchmark(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ Example (``configs/benchmarks/mmioc-mini.yaml`` is the full one)::
         license: research only
         classes: {scratches: scratch, crazing: crazing, junk: null}   # optional: rename / drop (null)
         aliases: {scratch: [scratches, 划痕, 傷]}
+        descriptions: {scratch: "a thin bright straight line"}        # optional: visual descriptions
         options: {images: IMAGES, annotations: ANNOTATIONS}
     split: {val_fraction: 0.2, seed: 0, unseen_fraction: 0.3, tau: 0.5}
     output: {images: link}
@@ -60,6 +61,9 @@ class SourceSpec:
             (the default) keeps every native class under its normalised name (``rtvp.bench.native``).
         license: licence / terms of use of the source (copied into ``benchmark.yaml``).
         aliases: defect name -> extra names (synonyms, other languages).
+        descriptions: defect name -> a short visual description (or a list of them): shape, contrast, typical size
+            and location. Written into the category (``descriptions``) and used by the text ensemble
+            (``--set class_text=ensemble``) next to the shipped vocabulary's description.
         options: keyword options passed to the converter.
     """
 
@@ -71,12 +75,21 @@ class SourceSpec:
     classes: dict[str, str | None] | None = None
     license: str = "unknown"
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    descriptions: dict[str, str | list[str]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # YAML reads `0: hole` with an int key; native names are strings (YOLO ids become "0", "1", ...)
         if self.classes is not None:
             object.__setattr__(self, "classes", {str(k): v for k, v in self.classes.items()})
+        listed = {}
+        for defect, text in self.descriptions.items():
+            texts = [text] if isinstance(text, str) else list(text)
+            if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+                raise ConfigError(f"sources ({self.name}): descriptions.{defect} must be a non-empty text or list of "
+                                  f"texts, e.g. 'descriptions: {{{defect}: \"a thin dark line\"}}'")
+            listed[str(defect)] = [t.strip() for t in texts]
+        object.__setattr__(self, "descriptions", listed)
 
 
 @dataclass(frozen=True)
@@ -167,8 +180,15 @@ class Recipe:
         object.__setattr__(self, "version", str(self.version))
 
     def sha1(self) -> str:
-        """Hash of the normalised recipe (key order and comments in the YAML do not matter)."""
-        text = json.dumps(to_dict(self), sort_keys=True, ensure_ascii=False)
+        """Hash of the normalised recipe (key order and comments in the YAML do not matter).
+
+        A source without descriptions hashes as before the field existed, so earlier builds keep their hash.
+        """
+        data = to_dict(self)
+        for src in data["sources"]:
+            if not src.get("descriptions"):
+                src.pop("descriptions", None)
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -210,7 +230,7 @@ def _check(recipe: Recipe, where: str) -> Recipe:
 
 
 def _check_classes(src: SourceSpec, at: str) -> None:
-    """``classes`` may be omitted (native names) but not empty; aliases must name a defect of the source."""
+    """``classes`` may be omitted (native names) but not empty; aliases and descriptions name a defect of the source."""
     if src.classes is None:
         return  # native names, resolved by rtvp.bench.native before the build; aliases are checked then
     if not src.classes:
@@ -218,10 +238,11 @@ def _check_classes(src: SourceSpec, at: str) -> None:
                           f"'classes: {{pitted_surface: pitting, junk: null}}', or drop the key to keep the "
                           f"native names")
     defects = {d for d in src.classes.values() if d is not None}
-    for defect in src.aliases:
-        if defect not in defects:
-            raise ConfigError(f"{at}: aliases.{defect}: '{defect}' is not a defect of this source "
-                              f"(defects: {sorted(defects)}); use one of them as the key")
+    for key, mapping in (("aliases", src.aliases), ("descriptions", src.descriptions)):
+        for defect in mapping:
+            if defect not in defects:
+                raise ConfigError(f"{at}: {key}.{defect}: '{defect}' is not a defect of this source "
+                                  f"(defects: {sorted(defects)}); use one of them as the key")
 
 
 def check_recipe(recipe: Recipe, where: str = "recipe") -> Recipe:

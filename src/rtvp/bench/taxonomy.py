@@ -29,9 +29,11 @@ class Category:
     text: str
     aliases: list[str] = field(default_factory=list)
     split: str = "seen"
+    descriptions: list[str] = field(default_factory=list)
 
     def to_coco(self) -> dict[str, Any]:
-        """COCO category dict: ``name`` equals ``text`` (unique)."""
+        """COCO category dict: ``name`` equals ``text`` (unique); ``descriptions`` only when the recipe gives some."""
+        extra = {"descriptions": list(self.descriptions)} if self.descriptions else {}
         return {
             "id": self.id,
             "name": self.text,
@@ -41,6 +43,7 @@ class Category:
             "text": self.text,
             "aliases": list(self.aliases),
             "split": self.split,
+            **extra,
         }
 
 
@@ -83,6 +86,7 @@ class Taxonomy:
                 for alias in src.aliases.get(defect, []):
                     if alias != defect and alias not in cat.aliases:
                         cat.aliases.append(alias)
+                cat.descriptions += [d for d in src.descriptions.get(defect, []) if d not in cat.descriptions]
                 mapping[native] = cat.id
             self._maps.append(mapping)
 

@@ -29,6 +29,9 @@ def val(
     diagnostics: bool = typer.Option(True, "--diagnostics/--no-diagnostics", help="open / generalized: class-"
                                      "agnostic recall of the unseen boxes and (RTVPNet --weights) oracle-box zero-shot "
                                      "accuracy, overall and per unseen class."),
+    class_text: str = typer.Option("stored", "--class-text", help="RTVPNet class embeddings: stored (the "
+                                   "checkpoint's, as trained) | ensemble (mean of each class's phrasings: synonyms "
+                                   "and a visual description)."),
 ) -> None:
     """Evaluate detections with the COCO API: AP, AP50, AP75, APs/m/l and breakdowns (+ mask AP for mask results)."""
     from rtvp.cli.data_input import benchmark_for
@@ -37,12 +40,15 @@ def val(
 
     if (weights is None) == (predictions is None):
         raise ConfigError("give exactly one of --weights (run a checkpoint) or --predictions (a COCO results file)")
+    if class_text not in ("stored", "ensemble"):
+        raise ConfigError(f"--class-text {class_text}: choose 'stored' (the checkpoint's rows) or 'ensemble'")
     data = benchmark_for(data, Path("runs") / ".benchmarks", images, scene)
     val_json, train_json = protocol_files(data, protocol)
     if weights is not None:
         from rtvp.evaluation.inference import checkpoint_masks, predict_split
 
-        results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device)
+        results = predict_split(weights, data, val_json.stem, protocol, imgsz=imgsz, batch=batch, device=device,
+                                class_text=class_text)
         if save is not None:
             from rtvp.fileio import atomic_write_text
 
@@ -53,7 +59,7 @@ def val(
     metrics = evaluate(val_json, results, protocol, train_gt=train_json if train_json.is_file() else None,
                        backend=backend, plots_dir=plots, masks=masks)
     if diagnostics and protocol != "closed":
-        metrics = _diagnose(metrics, data, val_json, results, weights, imgsz, batch, device)
+        metrics = _diagnose(metrics, data, val_json, results, weights, imgsz, batch, device, class_text)
     if as_json:
         typer.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
@@ -84,7 +90,7 @@ def val(
 
 
 def _diagnose(metrics: dict, data: Path, val_json: Path, results, weights: Path | None,  # noqa: ANN001
-              imgsz: int | None, batch: int, device: str) -> dict:
+              imgsz: int | None, batch: int, device: str, class_text: str = "stored") -> dict:
     """Merge the unseen-class diagnostics (``rtvp.evaluation.diagnostics``) into ``metrics``."""
     from rtvp.evaluation.diagnostics import agnostic_recall, merge_diagnostics
     from rtvp.evaluation.evaluator import load_json
@@ -93,7 +99,7 @@ def _diagnose(metrics: dict, data: Path, val_json: Path, results, weights: Path 
         from rtvp.evaluation.inference import open_diagnostics
 
         return merge_diagnostics(metrics, open_diagnostics(weights, data, val_json.stem, results, imgsz, batch,
-                                                           device))
+                                                           device, class_text))
     gt = load_json(val_json, "ground-truth")
     unseen = [c["id"] for c in gt["categories"] if c.get("split", "seen") == "unseen"]
     return merge_diagnostics(metrics, agnostic_recall(gt, load_json(results, "predictions"), unseen))

@@ -26,10 +26,12 @@ from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
 from rtvp.models.config import TextEncoderSpec
 from rtvp.models.expert import ExpertDetector
+from rtvp.models.text.base import encode_groups
 from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
 from rtvp.predict.predictor import Letterboxed, run_batch
 from rtvp.structures import Detections
+from rtvp.vocabulary import Vocabulary, class_text_variants
 
 PROTOCOLS = ("closed", "open", "generalized")
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # COCO-style evaluation thresholds
@@ -56,10 +58,26 @@ def split_dataset(bench: Path, split: str, protocol: str, imgsz: int, channels: 
 
 
 def bind_categories(model: nn.Module, meta: ModelMeta, categories: Sequence[dict[str, Any]],
-                    encoder: Callable[[], Any]) -> PromptedModel:
-    """The model prompted with the given categories' texts (an expert maps them onto its own classes)."""
+                    encoder: Callable[[], Any], class_text: str = "stored") -> PromptedModel:
+    """The model prompted with the given categories' texts (an expert maps them onto its own classes).
+
+    Args:
+        model: the detector.
+        meta: its checkpoint metadata.
+        categories: the benchmark categories to prompt, in logit order.
+        encoder: returns the text encoder (called only for rows the checkpoint does not store).
+        class_text: ``"stored"``: the checkpoint's rows for its own class texts (what it was trained with, a text
+            ensemble included), other texts encoded; ``"ensemble"``: every category as the mean embedding of its
+            phrasings (``rtvp.vocabulary.class_text_variants``), encoded now, whatever the model was trained with.
+    """
     texts = [str(c.get("text") or c.get("name")) for c in categories]
-    return bind_prompts(model, meta, texts, encoder, resolve=False)[0]
+    if class_text not in ("stored", "ensemble"):
+        raise ConfigError(f"class_text={class_text!r}: choose 'stored' (the checkpoint's rows) or 'ensemble'")
+    if class_text == "stored" or meta.arch == "expert":
+        return bind_prompts(model, meta, texts, encoder, resolve=False)[0]
+    vocab = Vocabulary.default()
+    table = encode_groups(encoder(), [class_text_variants(c, vocab) for c in categories])
+    return PromptedModel(model, text=table).to(next(model.parameters()).device).train(model.training)
 
 
 @torch.no_grad()
@@ -107,7 +125,8 @@ def with_segmentation(results: list[dict[str, Any]], dets: Detections) -> list[d
 
 
 def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol: str, imgsz: int | None = None,
-                  batch: int = 8, device: str = "cpu", workers: int = 0) -> list[dict[str, Any]]:
+                  batch: int = 8, device: str = "cpu", workers: int = 0,
+                  class_text: str = "stored") -> list[dict[str, Any]]:
     """Run a checkpoint over a benchmark split.
 
     Args:
@@ -119,6 +138,7 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
         batch: images per forward pass.
         device: ``cpu`` | ``cuda`` | ``cuda:N``.
         workers: data-loading worker processes.
+        class_text: ``"stored"`` or ``"ensemble"`` (see :func:`bind_categories`).
 
     Returns:
         COCO results (``image_id, category_id, bbox [x, y, w, h], score``, and ``segmentation`` as RLE in original
@@ -128,7 +148,7 @@ def predict_split(weights: str | Path | dict, bench: Path, split: str, protocol:
     dataset = split_dataset(Path(bench), split, protocol, int(imgsz or meta.imgsz), meta.in_channels)
     cats = [dataset.categories[i] for i in split_vocabulary(dataset.categories, protocol)]
     encoder = _lazy(lambda: build_encoder(meta, str(device)))
-    prompted = bind_categories(model, meta, cats, encoder)
+    prompted = bind_categories(model, meta, cats, encoder, class_text)
     return run_split(prompted, dataset, [int(c["id"]) for c in cats], batch, workers=workers)
 
 
@@ -147,10 +167,12 @@ def checkpoint_masks(weights: str | Path | Mapping[str, Any], results: Sequence[
 
 
 def open_diagnostics(weights: str | Path | dict, bench: Path, split: str, results: Sequence[dict[str, Any]],
-                     imgsz: int | None = None, batch: int = 8, device: str = "cpu") -> dict[str, Any]:
+                     imgsz: int | None = None, batch: int = 8, device: str = "cpu",
+                     class_text: str = "stored") -> dict[str, Any]:
     """Class-agnostic recall and (RTVPNet) oracle-box accuracy of the unseen classes on a split.
 
-    See :mod:`rtvp.evaluation.diagnostics`; ``results`` are the split's COCO results (any protocol's).
+    See :mod:`rtvp.evaluation.diagnostics`; ``results`` are the split's COCO results (any protocol's);
+    ``class_text`` picks the class embeddings of the oracle as in :func:`bind_categories`.
 
     Returns:
         The two diagnostics' dicts merged (``per_class`` merged per class); the oracle keys are None for an expert
@@ -167,7 +189,8 @@ def open_diagnostics(weights: str | Path | dict, bench: Path, split: str, result
         return {**recall, "oracle_top1_scene": None, "oracle_top1_all": None,
                 "oracle_note": "a closed-set expert has no region embeddings"}
     dataset = split_dataset(Path(bench), split, "open", int(imgsz or meta.imgsz), meta.in_channels)
-    prompted = bind_categories(model, meta, dataset.categories, _lazy(lambda: build_encoder(meta, str(device))))
+    prompted = bind_categories(model, meta, dataset.categories, _lazy(lambda: build_encoder(meta, str(device))),
+                               class_text)
     oracle = oracle_accuracy(prompted, dataset, dataset.categories, batch)
     per_class = {k: {**v, **oracle["per_class"].get(k, {})} for k, v in recall["per_class"].items()}
     return {**recall, **oracle, "per_class": per_class}

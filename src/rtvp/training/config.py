@@ -71,6 +71,9 @@ class TrainConfig:
         vocab: per-batch vocabulary: "all" allowed classes, "sampled" (present + negatives), or "auto"
             ("all" for the closed protocol and the expert, "sampled" for the open protocol).
         vocab_size: vocabulary slots K of a batch (0: the number of allowed classes); padded with -1.
+        class_text: how stage 2 embeds each class: "name" (its class text, as in the paper) or "ensemble" (the mean
+            embedding of its phrasings: synonyms and a visual description, ``rtvp.vocabulary.class_text_variants``);
+            the checkpoint stores the resulting rows, so evaluation and prediction use them for its classes.
         val_period: evaluate every N epochs (and after the last one); 0 disables evaluation.
         best_metric: metric key that selects ``best.pt`` and drives early stopping (higher is better).
         patience: stop after this many evaluations without improvement of ``best_metric`` (0 disables).
@@ -125,6 +128,7 @@ class TrainConfig:
     device: str = "auto"
     vocab: Literal["auto", "all", "sampled"] = "auto"
     vocab_size: int = 0
+    class_text: Literal["name", "ensemble"] = "name"
     val_period: int = 1
     best_metric: str = "AP"
     patience: int = 50

@@ -26,12 +26,14 @@ from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
+from rtvp.models.text.base import encode_groups
 from rtvp.models.text.spec import check_text_encoder, encoder_from_spec
 from rtvp.models.transfer import freeze_expert, load_expert
 from rtvp.training.config import TrainConfig
 from rtvp.training.distributed import DistInfo, barrier, init_distributed
 from rtvp.training.runner import TrainParts, fit, per_rank_batch, seed_everything
 from rtvp.training.trainer import LOGGER, EvalFn, HookBase
+from rtvp.vocabulary import Vocabulary, class_text_variants
 
 
 class DPTerminationHook(HookBase):
@@ -123,12 +125,26 @@ def make_loader(cfg: TrainConfig, ds: DetectionDataset, dist: DistInfo) -> torch
                             distributed=dist.distributed, pin_memory=on_cuda)
 
 
-def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo) -> torch.Tensor:
-    """``(C, Dt)`` frozen embeddings of the class texts (rank 0 fills the disk cache first)."""
+def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo,
+                     categories: list[dict[str, Any]] | None = None) -> torch.Tensor:
+    """``(C, Dt)`` frozen embeddings of the class texts (rank 0 fills the disk cache first).
+
+    With ``cfg.class_text == "ensemble"`` and the ``categories`` of ``texts`` (aligned), each row is the mean
+    embedding of the category's phrasings (``rtvp.vocabulary.class_text_variants``) instead of its text's.
+    """
     encoder = encoder_from_spec(cfg.model.text_encoder)
-    table = encoder.encode(texts) if dist.is_main else None
+    if cfg.class_text == "ensemble" and categories is not None:
+        vocab = Vocabulary.default()
+        groups = [class_text_variants(c, vocab) for c in categories]
+
+        def encode() -> torch.Tensor:
+            return encode_groups(encoder, groups)
+    else:
+        def encode() -> torch.Tensor:
+            return encoder.encode(texts)
+    table = encode() if dist.is_main else None
     barrier()
-    return (table if table is not None else encoder.encode(texts)).float().cpu()
+    return (table if table is not None else encode()).float().cpu()
 
 
 def expert_parts(cfg: TrainConfig, make_eval: EvalFactory | None, dist: DistInfo) -> TrainParts:
@@ -173,7 +189,7 @@ def full_parts(cfg: TrainConfig, make_eval: EvalFactory | None, expert_ckpt: Pat
                dist: DistInfo) -> TrainParts:
     """Stage 2: ``RTVPNet`` with the stage-1 expert, frozen class-text table and the coupling lr."""
     ds = build_train_set(cfg, "full")
-    table = class_text_table(cfg, ds.class_texts, dist)
+    table = class_text_table(cfg, ds.class_texts, dist, list(ds.categories))
     model = build_model(cfg.model, text_dim=table.shape[1])
     if expert_ckpt is not None:
         state, expert_vocab = load_expert_weights(Path(expert_ckpt))

@@ -19,6 +19,7 @@ from predict_toys import (
 )
 from rtvp.checkpoint import save_checkpoint
 from rtvp.cli.main import app
+from rtvp.errors import ConfigError
 from rtvp.evaluation.diagnostics import agnostic_recall, oracle_accuracy
 from rtvp.structures import Batch
 
@@ -161,3 +162,16 @@ def test_saved_predictions_get_the_agnostic_recall_only(tmp_path) -> None:
     off = CliRunner().invoke(app, ["val", "--data", str(bench), "--protocol", "open", "--predictions", str(preds),
                                    "--json", "--no-diagnostics"])
     assert "agnostic_AR100_50" not in json.loads(off.output)
+
+
+def test_rtvp_val_class_text_ensemble(tmp_path) -> None:
+    """``--class-text ensemble`` re-prompts every class (boxes, AP and the oracle change); a bad value is a clean
+    error naming the choices."""
+    bench = write_bench(tmp_path / "b")
+    weights = save_checkpoint(rtvpnet_ckpt(imgsz=64), tmp_path / "w.pt")
+    args = ["val", "--data", str(bench), "--protocol", "generalized", "--weights", str(weights), "--json"]
+    stored, ens = (CliRunner().invoke(app, [*args, "--class-text", c]) for c in ("stored", "ensemble"))
+    assert stored.exit_code == ens.exit_code == 0, ens.output
+    assert json.loads(stored.output)["num_predictions"] > 0 and json.loads(ens.output) != json.loads(stored.output)
+    bad = CliRunner().invoke(app, [*args, "--class-text", "names"])  # rtvp's entry point prints it as "error: ..."
+    assert isinstance(bad.exception, ConfigError) and "--class-text names: choose 'stored'" in str(bad.exception)

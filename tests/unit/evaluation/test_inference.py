@@ -158,3 +158,21 @@ def test_split_results_carry_masks_in_original_pixels(bench, ckpt, monkeypatch):
         assert abs(xs.max() - (x + w)) <= 1 and abs(ys.max() - (y + h)) <= 1
     metrics = evaluate(bench / "annotations" / "closed_val.json", results, "closed")  # GT has no masks
     assert metrics["mask_AP"] is None and (metrics["mask_images"], metrics["mask_classes"]) == (0, 0)
+
+
+def test_ensemble_class_text_equals_a_checkpoint_storing_the_ensemble(bench, ckpt):
+    """``class_text="ensemble"`` prompts with the mean of each class's phrasings: the same results as a checkpoint
+    whose stored rows are those means (what ``class_text=ensemble`` training saves), and not the plain texts'."""
+    from rtvp.models.text import build_text_encoder, encode_groups
+    from rtvp.vocabulary import Vocabulary, class_text_variants
+
+    gt = json.loads((bench / "annotations" / "closed_val.json").read_text())
+    groups = [class_text_variants(c, Vocabulary.default()) for c in gt["categories"]]
+    assert all(len(g) > 1 for g in groups)  # each toy class has synonyms and a description in the shipped vocabulary
+    stored = {**ckpt, "text_embeddings": encode_groups(build_text_encoder("hash", dim=ckpt["text_dim"]), groups)}
+    ens = predict_split(ckpt, bench, "closed_val", "closed", batch=4, class_text="ensemble")
+    assert ens == predict_split(stored, bench, "closed_val", "closed", batch=4)
+    plain = predict_split(ckpt, bench, "closed_val", "closed", batch=4)
+    assert [r["score"] for r in ens] != [r["score"] for r in plain]
+    with pytest.raises(ConfigError, match="class_text='names'"):
+        predict_split(ckpt, bench, "closed_val", "closed", class_text="names")

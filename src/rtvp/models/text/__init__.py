@@ -10,7 +10,7 @@ Examples:
 from __future__ import annotations
 
 from rtvp.models.text import clip, hashing, minilm  # noqa: F401 - registration side effect
-from rtvp.models.text.base import TEXT_ENCODERS, TextEncoder, build_text_encoder, cosine
+from rtvp.models.text.base import TEXT_ENCODERS, TextEncoder, build_text_encoder, cosine, encode_groups
 from rtvp.models.text.cache import EmbeddingCache, default_cache_dir
 from rtvp.models.text.clip import ClipEncoder
 from rtvp.models.text.hashing import HashingEncoder
@@ -26,4 +26,5 @@ __all__ = [
     "build_text_encoder",
     "cosine",
     "default_cache_dir",
+    "encode_groups",
 ]

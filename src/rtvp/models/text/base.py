@@ -143,6 +143,27 @@ def build_text_encoder(
     return cls(cache_dir=cache_dir, device=device, **kw)
 
 
+def encode_groups(encoder: TextEncoder, groups: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Prompt ensembling: one row per group, the normalised mean of its texts' unit embeddings.
+
+    Args:
+        encoder: the text encoder.
+        groups: K non-empty lists of texts (e.g. ``rtvp.vocabulary.class_text_variants`` of K classes).
+
+    Returns:
+        ``(K, dim)`` float32 rows of unit L2 norm; a one-text group's row is that text's embedding.
+
+    Raises:
+        ValueError: a group is empty.
+    """
+    if any(len(g) == 0 for g in groups):
+        raise ValueError("encode_groups: every group needs at least one text")
+    emb = encoder.encode([t for g in groups for t in g])
+    owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups], dtype=torch.long))
+    sums = torch.zeros(len(groups), emb.shape[1]).index_add_(0, owner, emb)
+    return F.normalize(sums, dim=-1)
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise cosine similarity.
 

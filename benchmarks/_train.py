@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "expert_text": {**TEXT_ONLY, "expert_update": False},
     "rtvpnet_obj": {"objectness": True},  # lever (issue 15): class-agnostic objectness shared by every prompt
     "textonly_obj": {**TEXT_ONLY, "objectness": True},
+    "rtvpnet_ftp": {"text_proj_freeze": True},  # lever (issue 15): a fixed, geometry-keeping text projection
+    "textonly_ftp": {**TEXT_ONLY, "text_proj_freeze": True},
     "rtvpnet_ens": {},  # lever (issue 15): each class text is the mean of its phrasings (VARIANT_TRAIN)
     "textonly_ens": TEXT_ONLY,
 }
@@ -215,7 +217,7 @@ def make_config(bench: Path, protocol: str, budget: Budget, *, stage: str = "bot
     return apply_overrides(cfg, sets)
 
 
-LATER_MODEL_KEYS = {"objectness": False, "masks": False}
+LATER_MODEL_KEYS = {"objectness": False, "masks": False, "text_proj_freeze": False}
 """Model switches added after results were cached: left out of the run key at these values, so earlier runs stay
 valid (their configs had no such key and behaved as these values do)."""
 

@@ -47,7 +47,8 @@ FULL = Budget(scale="n", imgsz=320, batch=16, epochs=10, expert_epochs=10, worke
 LABELS = {"rtvpnet": "RTVPNet", "textonly": "text-only (YOLO-World-like)", "expert_text": "expert + text head",
           "expert": "closed-set expert (stage 1)", "rtvpnet_obj": "RTVPNet + objectness",
           "textonly_obj": "text-only + objectness", "rtvpnet_ens": "RTVPNet + text ensemble",
-          "textonly_ens": "text-only + text ensemble"}
+          "textonly_ens": "text-only + text ensemble", "rtvpnet_ftp": "RTVPNet + frozen text projection",
+          "textonly_ftp": "text-only + frozen text projection"}
 
 
 def expert_cell(args: Any, bench: Any, budget: Budget) -> dict[str, Any]:

@@ -88,6 +88,10 @@ class ModelConfig:
         v2t: visual->text similarity-weighted text update after the neck (Eq.11).
         objectness: class-agnostic objectness shared by all prompts (an open-vocabulary lever, not in the paper;
             off keeps earlier checkpoints loading): see ``rtvp.models.head``.
+        text_proj_freeze: keep the text projection (``Dt -> D``) a fixed random semi-orthogonal map instead of
+            learning it (an open-vocabulary lever, not in the paper): the region embeddings are then trained into
+            the text encoder's own geometry, so a class text never seen in training keeps its cosines to the seen
+            ones. Off keeps earlier checkpoints loading.
         masks: instance-mask branch (prototypes + per-anchor coefficients, ``rtvp.models.segment``) on the expert
             and on RTVPNet; instances with a ``segmentation`` train it. Off keeps earlier checkpoints loading.
         activation: RVP activation: SimAM ``energy`` (paper), ``cbam`` (RTVP's spatial-channel one), ``eca``,
@@ -113,6 +117,7 @@ class ModelConfig:
     t2v: bool = True
     v2t: bool = True
     objectness: bool = False
+    text_proj_freeze: bool = False
     masks: bool = False
     activation: Activation = "energy"
     patch_size: int = 32

@@ -84,7 +84,7 @@ class RTVPNet(nn.Module):
                  reg_max: int = 16, sam_encoder: nn.Module | None = None, sam_imgsz: int | None = None,
                  edp: bool = True, rvp: bool = True, t2v: bool = True, v2t: bool = True, activation: str = "energy",
                  patch_size: int = 32, mask_ratio: float = 0.2, mask_block: int = 2,
-                 objectness: bool = False, masks: bool = False) -> None:
+                 objectness: bool = False, masks: bool = False, text_proj_freeze: bool = False) -> None:
         super().__init__()
         if edp and sam_encoder is None:
             raise ValueError("edp needs a SAM encoder (pass sam_encoder, or edp=False)")
@@ -94,6 +94,10 @@ class RTVPNet(nn.Module):
         self.embed_dim = dim
         self.sam_imgsz, self.edp, self.t2v = sam_imgsz, edp, t2v
         self.text_proj = nn.Linear(text_dim, dim)
+        if text_proj_freeze:  # orthonormal rows (or columns): cosines between texts survive the projection
+            nn.init.orthogonal_(self.text_proj.weight)
+            nn.init.zeros_(self.text_proj.bias)
+            self.text_proj.requires_grad_(False)
         self.expert = Expert(spec, in_channels, dim if t2v else None, spec.attn_heads)
         self.sam = sam_encoder
         has_sam = sam_encoder is not None
@@ -121,7 +125,7 @@ class RTVPNet(nn.Module):
                    sam_encoder=sam_encoder if cfg.sam else None, sam_imgsz=cfg.sam_imgsz, edp=cfg.edp, rvp=cfg.rvp,
                    t2v=cfg.t2v, v2t=cfg.v2t, activation=cfg.activation, patch_size=cfg.patch_size,
                    mask_ratio=cfg.mask_ratio, mask_block=cfg.mask_block, objectness=cfg.objectness,
-                   masks=cfg.masks)
+                   masks=cfg.masks, text_proj_freeze=cfg.text_proj_freeze)
 
     # ------------------------------------------------------------------ state
     @property

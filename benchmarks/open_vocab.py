@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells.append(Cell(v, LABELS[v], cell_config(base, v),
                               lambda v=v: variant_cell(args, bench, budget, v)))
     if args.ensemble_eval:
-        for v in (v for v in args.variants if v != "expert"):
+        for v in (v for v in args.variants if v != "expert" and VARIANT_TRAIN.get(v, {}).get("class_text") is None):
             cells.append(Cell(f"{v}@ensemble", label(f"{v}@ensemble"), {**cell_config(base, v), "eval": "ensemble"},
                               lambda v=v: ensemble_eval_cell(args, bench, budget, v)))
     results = run.run_cells(cells)

@@ -60,15 +60,20 @@ def expert_cell(args: Any, bench: Any, budget: Budget) -> dict[str, Any]:
             "cost": model_cost(run["best"], budget.imgsz, prompts=len(gen["per_class_AP"]))}
 
 
-def variant_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[str, Any]:
-    """Stage 2 of one variant from the shared stage-1 expert, scored under the open and generalized protocols."""
-    from rtvp.evaluation.kshot import kshot_eval
-
+def variant_run(args: Any, bench: Any, budget: Budget, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(stage-2 run, shared stage-1 run)`` of a variant (trained on first use, reused after)."""
     expert = train_run(make_config(bench, "open", budget, stage="expert", device=args.device), args.runs_dir,
                        "expert-open")
     cfg = make_config(bench, "open", budget, stage="full", expert_weights=expert["expert_best"] or expert["best"],
                       model=VARIANTS[variant], train=VARIANT_TRAIN.get(variant), device=args.device)
-    run = train_run(cfg, args.runs_dir, f"open-{variant}")
+    return train_run(cfg, args.runs_dir, f"open-{variant}"), expert
+
+
+def variant_cell(args: Any, bench: Any, budget: Budget, variant: str) -> dict[str, Any]:
+    """Stage 2 of one variant from the shared stage-1 expert, scored under the open and generalized protocols."""
+    from rtvp.evaluation.kshot import kshot_eval
+
+    run, expert = variant_run(args, bench, budget, variant)
     opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device, diagnostics=True)
     gen = evaluate_weights(run["best"], bench, "generalized", budget.imgsz, device=args.device)
     kshot = {str(k): kshot_eval(run["best"], bench, k, args.kshot_draws, imgsz=budget.imgsz,
@@ -83,11 +88,7 @@ def ensemble_eval_cell(args: Any, bench: Any, budget: Budget, variant: str) -> d
     ``rtvp val --class-text ensemble``: every class embedding is the mean of its phrasings (synonyms and a visual
     description, ``rtvp.vocabulary.class_text_variants``) instead of the one class text it was trained with.
     """
-    expert = train_run(make_config(bench, "open", budget, stage="expert", device=args.device), args.runs_dir,
-                       "expert-open")
-    cfg = make_config(bench, "open", budget, stage="full", expert_weights=expert["expert_best"] or expert["best"],
-                      model=VARIANTS[variant], train=VARIANT_TRAIN.get(variant), device=args.device)
-    run = train_run(cfg, args.runs_dir, f"open-{variant}")  # the variant's own run (trained by its cell first)
+    run = variant_run(args, bench, budget, variant)[0]  # the variant's own run (trained by its cell first)
     opened = evaluate_weights(run["best"], bench, "open", budget.imgsz, device=args.device, diagnostics=True,
                               class_text="ensemble")
     gen = evaluate_weights(run["best"], bench, "generalized", budget.imgsz, device=args.device,

@@ -26,12 +26,11 @@ from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
 from rtvp.models.config import TextEncoderSpec
 from rtvp.models.expert import ExpertDetector
-from rtvp.models.text.base import encode_groups
+from rtvp.models.text.base import encode_class_ensembles
 from rtvp.predict.inputs import coco_results
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model
 from rtvp.predict.predictor import Letterboxed, run_batch
 from rtvp.structures import Detections
-from rtvp.vocabulary import Vocabulary, class_text_variants
 
 PROTOCOLS = ("closed", "open", "generalized")
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # COCO-style evaluation thresholds
@@ -75,8 +74,7 @@ def bind_categories(model: nn.Module, meta: ModelMeta, categories: Sequence[dict
         raise ConfigError(f"class_text={class_text!r}: choose 'stored' (the checkpoint's rows) or 'ensemble'")
     if class_text == "stored" or meta.arch == "expert":
         return bind_prompts(model, meta, texts, encoder, resolve=False)[0]
-    vocab = Vocabulary.default()
-    table = encode_groups(encoder(), [class_text_variants(c, vocab) for c in categories])
+    table = encode_class_ensembles(encoder(), categories)
     return PromptedModel(model, text=table).to(next(model.parameters()).device).train(model.training)
 
 

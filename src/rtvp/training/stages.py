@@ -26,14 +26,13 @@ from rtvp.device import resolve_device
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
-from rtvp.models.text.base import encode_groups
+from rtvp.models.text.base import encode_class_ensembles
 from rtvp.models.text.spec import check_text_encoder, encoder_from_spec
 from rtvp.models.transfer import freeze_expert, load_expert
 from rtvp.training.config import TrainConfig
 from rtvp.training.distributed import DistInfo, barrier, init_distributed
 from rtvp.training.runner import TrainParts, fit, per_rank_batch, seed_everything
 from rtvp.training.trainer import LOGGER, EvalFn, HookBase
-from rtvp.vocabulary import Vocabulary, class_text_variants
 
 
 class DPTerminationHook(HookBase):
@@ -134,11 +133,8 @@ def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo,
     """
     encoder = encoder_from_spec(cfg.model.text_encoder)
     if cfg.class_text == "ensemble" and categories is not None:
-        vocab = Vocabulary.default()
-        groups = [class_text_variants(c, vocab) for c in categories]
-
         def encode() -> torch.Tensor:
-            return encode_groups(encoder, groups)
+            return encode_class_ensembles(encoder, categories)
     else:
         def encode() -> torch.Tensor:
             return encoder.encode(texts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from rtvp.errors import ConfigError
 from rtvp.models.text.cache import EmbeddingCache
 from rtvp.registry import Registry
+from rtvp.vocabulary import Vocabulary, class_text_variants
 
 
 class TextEncoder(ABC):
@@ -162,6 +163,16 @@ def encode_groups(encoder: TextEncoder, groups: Sequence[Sequence[str]]) -> torc
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups], dtype=torch.long))
     sums = torch.zeros(len(groups), emb.shape[1]).index_add_(0, owner, emb)
     return F.normalize(sums, dim=-1)
+
+
+def encode_class_ensembles(encoder: TextEncoder, categories: Sequence[Mapping[str, Any]]) -> torch.Tensor:
+    """``(K, dim)`` class-text ensembles of K benchmark categories (``class_text=ensemble``).
+
+    :func:`encode_groups` of each category's :func:`rtvp.vocabulary.class_text_variants`; training and evaluation
+    both build their ensemble rows here.
+    """
+    vocab = Vocabulary.default()
+    return encode_groups(encoder, [class_text_variants(c, vocab) for c in categories])
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

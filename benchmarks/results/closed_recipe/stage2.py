@@ -32,8 +32,9 @@ def cell(dataset: str, model: str, seed: int) -> dict:
     imgsz, batch, total = SETUPS[dataset]
     bench = RUNS / "_bench" / f"{dataset}-fixed"
     stage1 = total if model == "expert" else round(0.8 * total)
-    budget = Budget(scale="n", imgsz=imgsz, batch=batch, epochs=total - stage1 if model != "expert" else 6,
-                    expert_epochs=stage1, workers=0, sam_weights=None)
+    # stage-2 epochs (0 for an expert cell: a stage-1 run reads only expert_epochs, so the run key is unchanged)
+    budget = Budget(scale="n", imgsz=imgsz, batch=batch, epochs=total - stage1, expert_epochs=stage1, workers=0,
+                    sam_weights=None)
     pin = {"close_mosaic": 0, "augment.mosaic_stop_epoch": total - min(10, total // 2)} if model == "expert" else {}
     expert = train_run(make_config(bench, "closed", budget, stage="expert", train={**pin, "seed": seed}), RUNS,
                        "expert-closed")
@@ -43,7 +44,7 @@ def cell(dataset: str, model: str, seed: int) -> dict:
                                     train={"seed": seed}), RUNS, "rtvpnet-closed")
     metrics = evaluate_weights(run["best"], bench, "closed", imgsz)
     wall = run["wall_s"] + (expert["wall_s"] if run is not expert else 0.0)
-    return {"epochs": [stage1, total - stage1] if model == "rtvpnet" else [total], "train_min": round(wall / 60, 1),
+    return {"epochs": [stage1, budget.epochs] if model == "rtvpnet" else [total], "train_min": round(wall / 60, 1),
             "metrics": {k: metrics[k] for k in KEYS}}
 
 

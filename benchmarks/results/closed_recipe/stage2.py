@@ -25,6 +25,7 @@ SETUPS = {"neu_det": (224, 32, 30), "deeppcb": (320, 16, 20)}  # imgsz, batch, t
 SEEDS = (0, 1)
 KEYS = ("AP", "AP50", "AP75")
 TARGET = Path(__file__).with_name("stage2.json")
+YOLO = REPO / "benchmarks" / "results" / "closed_vs_yolov8"  # in-script YOLOv8n rows: same-epoch-<dataset>-yolo
 
 
 def cell(dataset: str, model: str, seed: int) -> dict:
@@ -48,10 +49,27 @@ def cell(dataset: str, model: str, seed: int) -> dict:
             "metrics": {k: metrics[k] for k in KEYS}}
 
 
+def yolo_row(dataset: str) -> dict | None:
+    """The YOLOv8n row (``Model``, ``AP``, ``AP50``, ``AP75``, ``epochs``, ``train min``) that
+    ``closed_vs_yolov8.py`` wrote for ``dataset`` at the same budget, or None when that run is not committed."""
+    path = YOLO / f"same-epoch-{dataset}-yolo" / "results.json"
+    if not path.is_file():
+        return None
+    table = json.loads(path.read_text())["tables"][0]
+    return next((dict(zip(table["columns"], row, strict=True)) for row in table["rows"]
+                 if str(row[0]).startswith("YOLOv8n")), None)
+
+
 def table(out: dict) -> str:
-    """Markdown: one row per dataset and model, mean +- sd of AP over the seeds that ran."""
-    lines = ["| dataset | model | epochs | seeds | AP | AP50 | AP75 | train min |", "|---|---|---|---|---|---|---|---|"]
+    """Markdown: per dataset the in-script YOLOv8n row, then one row per model (mean +- sd of AP over the seeds that
+    ran) with its AP as a multiple of YOLOv8n's."""
+    lines = ["| dataset | model | epochs | seeds | AP | AP50 | AP75 | train min | x YOLOv8n AP |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for dataset in SETUPS:
+        yolo = yolo_row(dataset)
+        if yolo:
+            lines.append(f"| {dataset} | {yolo['Model']} | {yolo['epochs']} | 1 | {yolo['AP']:.1f} | "
+                         f"{yolo['AP50']:.1f} | {yolo['AP75']:.1f} | {yolo['train min']:.1f} | 1.00 |")
         for model in ("expert", "rtvpnet"):
             cells = [out[k] for k in (f"{dataset}-{model}-seed{s}" for s in SEEDS) if k in out]
             if not cells:
@@ -59,9 +77,10 @@ def table(out: dict) -> str:
             ap = [100 * c["metrics"]["AP"] for c in cells]
             sd = f" +- {statistics.stdev(ap):.1f}" if len(ap) > 1 else ""
             mean = {k: 100 * statistics.mean(c["metrics"][k] for c in cells) for k in KEYS}
+            ratio = f"{mean['AP'] / yolo['AP']:.2f}" if yolo else "-"
             lines.append(f"| {dataset} | {model}-n | {' + '.join(map(str, cells[0]['epochs']))} | {len(cells)} | "
                          f"{mean['AP']:.1f}{sd} | {mean['AP50']:.1f} | {mean['AP75']:.1f} | "
-                         f"{statistics.mean(c['train_min'] for c in cells):.1f} |")
+                         f"{statistics.mean(c['train_min'] for c in cells):.1f} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

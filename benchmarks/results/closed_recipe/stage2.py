@@ -63,7 +63,7 @@ def yolo_row(dataset: str) -> dict | None:
 def table(out: dict) -> str:
     """Markdown: per dataset the in-script YOLOv8n row, then one row per model (mean +- sd of AP over the seeds that
     ran) with its AP as a multiple of YOLOv8n's."""
-    lines = ["| dataset | model | epochs | seeds | AP | AP50 | AP75 | train min | x YOLOv8n AP |",
+    lines = ["| dataset | Model | epochs | seeds | AP | AP50 | AP75 | train min | x YOLOv8n AP |",
              "|---|---|---|---|---|---|---|---|---|"]
     for dataset in SETUPS:
         yolo = yolo_row(dataset)

@@ -16,10 +16,11 @@ KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 def test_demo_writes_metrics_and_drawn_detections(tmp_path, closed_model):
     """Default: rtvpnet (two stages) on both protocols; ``--closed-model expert-tiny``: the expert alone (closed)."""
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--images", "24", "--size", "96", "--model", "rtvpnet-tiny", "--imgsz", "64",
+    args = ["demo", "--out", str(out), "--images", "24", "--model", "rtvpnet-tiny", "--imgsz", "64",
             "--epochs", "1", "--expert-epochs", "1", "--open-epochs", "1", "--open-expert-epochs", "1",
             "--closed-epochs", "1", "--batch", "8", "--device", "cpu", "--set", "model.text_encoder=hash"]
-    args += ["--closed-model", closed_model] if closed_model else []
+    # the default renders at --imgsz (64 px); --size sets the side explicitly
+    args += ["--closed-model", closed_model, "--size", "96"] if closed_model else []
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -32,6 +33,8 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path, closed_model):
     for k in ("mask_AP", "mask_AP50"):
         assert metrics["closed"][k] is None or 0.0 <= metrics["closed"][k] <= 1.0
     assert (out / "bench" / "annotations" / "closed_val.json").is_file()
+    val = json.loads((out / "bench" / "annotations" / "closed_val.json").read_text())
+    assert {(im["width"], im["height"]) for im in val["images"]} == ({(96, 96)} if closed_model else {(64, 64)})
     drawn = list((out / "detections").glob("*.png"))
     assert len(drawn) == 4 and all(p.stat().st_size > 0 for p in drawn)
     best = out / "runs" / "closed" / "weights" / "best.pt"

@@ -89,7 +89,8 @@ def draw_examples(weights: Path, bench: Path, out: Path, count: int, device: str
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Output folder (synth data, benchmark, runs, images)."),
     images: int = typer.Option(240, "--images", help="Synthetic images to render."),
-    size: int = typer.Option(256, "--size", help="Synthetic image side in pixels."),
+    size: int | None = typer.Option(None, "--size", help="Synthetic image side in pixels (default: --imgsz, so "
+                                    "the images are rendered at the training size and none is downscaled)."),
     model: str = typer.Option("rtvpnet-n", "--model", help="rtvpnet-{n,s,l,tiny} (the open protocol's model)."),
     closed_model: str | None = typer.Option(None, "--closed-model", help="Closed-protocol model: --model by "
                                             "default (--expert-epochs + --epochs), or an expert-* alone "
@@ -123,7 +124,7 @@ def demo(
     console, start = Console(width=120), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/4[/] rendering {images} synthetic images and building the benchmark in {out}")
-    bench = make_benchmark(out, images, size, seed)
+    bench = make_benchmark(out, images, size or imgsz, seed)
     # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16): most epochs go to the cheap expert stage (stage 2
     # starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off for each stage's last
     # epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch: 369-389 s, closed AP50

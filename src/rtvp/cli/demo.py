@@ -124,7 +124,7 @@ def demo(
     console, start = Console(width=120), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/4[/] rendering {images} synthetic images and building the benchmark in {out}")
-    bench = make_benchmark(out, images, size or imgsz, seed)
+    bench = make_benchmark(out, images, imgsz if size is None else size, seed)
     # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16): most epochs go to the cheap expert stage (stage 2
     # starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off for each stage's last
     # epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch: 369-389 s, closed AP50

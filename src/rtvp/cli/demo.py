@@ -127,8 +127,9 @@ def demo(
     bench = make_benchmark(out, images, imgsz if size is None else size, seed)
     # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16): most epochs go to the cheap expert stage (stage 2
     # starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off for each stage's last
-    # epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch: 369-389 s, closed AP50
-    # 0.48-0.51 over 3 seeds; over the 6-minute goal of issue 14 on this machine.
+    # epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch, images rendered at --imgsz:
+    # 422-434 s, closed AP50 0.482-0.585 over 3 seeds (0.477-0.510 when rendered at 256 px and downscaled); over the
+    # 6-minute goal of issue 14 on this machine.
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
                        ema_tau=100.0, patience=0, tensorboard=False, amp=amp).with_model_name(model)
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),

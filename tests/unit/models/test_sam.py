@@ -220,3 +220,43 @@ def test_window_attention_matches_explicit_relative_bias_math():
     scores = (q @ k.transpose(-1, -2)) / (dim // heads) ** 0.5 + bias
     expected = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, w * w, dim))
     torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("h", "w"), [(6, 6), (3, 5), (7, 1)])
+def test_single_padded_window_shortcut_equals_the_padded_window(h: int, w: int):
+    """A map smaller than the window: real tokens + one padding key == attention over the zero-padded window."""
+    from rtvp.models.tinyvit import TinyViTBlock
+
+    torch.manual_seed(0)
+    ws, dim = 7, 16
+    block = TinyViTBlock(dim, 2, ws, 4.0).train()
+    with torch.no_grad():
+        block.attn.attention_biases.normal_()
+        block.attn.norm.bias.normal_()  # padding tokens' keys/values come from the LayerNorm bias: make it matter
+    x = torch.randn(2, h, w, dim)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, ws - w, 0, ws - h)).reshape(2, ws * ws, dim)
+    expected = block.attn(padded).view(2, ws, ws, dim)[:, :h, :w]
+    got = block._window_attention(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    g_exp = torch.autograd.grad(expected.pow(2).sum(), [block.attn.attention_biases, block.attn.qkv.weight])
+    g_got = torch.autograd.grad(got.pow(2).sum(), [block.attn.attention_biases, block.attn.qkv.weight])
+    for a, b in zip(g_got, g_exp, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_single_padded_window_shortcut_is_taken_and_eval_matches_train():
+    """The shortcut attends over h*w + 1 keys (not window**2) and gives the same output with the cached eval bias."""
+    from rtvp.models.tinyvit import TinyViTBlock
+
+    torch.manual_seed(0)
+    block = TinyViTBlock(16, 2, 14, 4.0)
+    with torch.no_grad():
+        block.attn.attention_biases.normal_()
+    seen = []
+    block.attn.register_forward_hook(lambda *_: seen.append("padded forward"))
+    x = torch.randn(1, 6, 6, 16)
+    train_out = block.train()._window_attention(x)
+    with torch.no_grad():
+        eval_out = block.eval()._window_attention(x)
+    assert seen == []  # Attention.forward (the ws*ws padded path) never ran
+    torch.testing.assert_close(eval_out, train_out.detach())

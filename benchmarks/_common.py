@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# OpenMP threads that spin while waiting make torch 10-30x slower on a shared, oversubscribed CPU (measured: a 3x3
-# conv took 83 ms with 2 spinning threads under load 10 vs 11 ms passive); must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# rtvp picks the OpenMP wait policy (PASSIVE only on an oversubscribed machine, rtvp._default_wait_policy); it must
+# run before torch is imported. Each results.md records the policy that ran (machine table, omp_wait_policy).
+import rtvp  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "benchmarks"

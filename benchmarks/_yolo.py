@@ -100,7 +100,7 @@ def yolo_env(venv: Path = VENV) -> dict[str, str]:
     """Environment of the subprocess: offline, settings in the venv, no analytics."""
     env = dict(os.environ)
     env.update({"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(config_dir(venv)), "YOLO_VERBOSE": "False",
-                "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"), "HF_HUB_OFFLINE": "1"})
+                "HF_HUB_OFFLINE": "1"})  # OMP_WAIT_POLICY: inherited, so both sides of a comparison run alike
     return env
 
 

@@ -17,10 +17,23 @@ import importlib
 import os
 from typing import Any
 
-# OpenMP threads that spin while waiting collapse throughput as soon as another process shares the cores
-# (measured on 2 cores with one busy neighbour: expert-n training 1.6 img/s spinning vs 13.9 img/s passive).
-# Only a default: takes effect when rtvp is imported before torch and the user has not set the variable.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _default_wait_policy() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` only when the machine is already oversubscribed; else libgomp's own default.
+
+    libgomp's default (spin briefly, then sleep) trained 1.7-1.8x faster than PASSIVE on a quiet 2-core machine and
+    1.4-1.9x next to a second training, but rtvpnet-n fell to 0.4x with four busy processes on 2 cores
+    (``benchmarks/results/wait_policy``). Decided once, from the 1-minute load average at import: the variable is
+    read when torch loads libgomp. A value the user set is kept; nothing happens if torch was imported first.
+    """
+    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if os.getloadavg()[0] > cpus:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+_default_wait_policy()
 
 __version__ = "0.1.0"
 

@@ -332,3 +332,22 @@ def test_yolo_venv_sees_the_running_environment(tmp_path: Path) -> None:
         assert subprocess.run(probe, capture_output=True, check=False).returncode != 0
     link_site_packages(py)
     assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_wait_policy_quick(work: Path) -> None:
+    import wait_policy
+
+    wait_policy.main([*_argv(work), "--policies", "PASSIVE", "libgomp default", "GOMP_SPINCOUNT=10000",
+                      "--conditions", "quiet", "twin"])
+    res = _results(work, "wait_policy")
+    cells = res["raw"]
+    assert list(cells) == ["expert-tiny / PASSIVE", "expert-tiny / libgomp default",
+                           "expert-tiny / GOMP_SPINCOUNT=10000"]
+    # each subprocess saw exactly its policy's environment (None = unset, libgomp's own default)
+    assert [c["quiet"]["env"] for c in cells.values()] == [
+        {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}, {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None},
+        {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000"}]
+    assert all(c[k]["images_per_s"] > 0 and len(c[k]["times"]) == 2 for c in cells.values()
+               for k in ("quiet", "twin"))
+    rows = _csv(work, "wait_policy", "wait_policy")
+    assert float(rows[0]["quiet x PASSIVE"]) == 1.0 and float(rows[0]["twin x PASSIVE"]) == 1.0

@@ -3,8 +3,9 @@
     python benchmarks/results/demo/run.py NAME [demo flags ...]   # -> NAME/metrics.json, a line in runs.jsonl
     python benchmarks/results/demo/run.py --table                 # -> results.csv, prints the markdown table
 
-Each run line records the folder, the commit, the demo flags, the CPU model and the torch threads; the table reads
-only those files, so every figure in README.md comes from a ``metrics.json`` that ``rtvp demo`` wrote.
+Each run line records the folder, the commit, the demo flags, the CPU model and the torch threads; ``metrics.json``
+has the OpenMP wait policy the demo ran under (since the eleventh session; PASSIVE before). The table reads only those
+files, so every figure in README.md comes from a ``metrics.json`` that ``rtvp demo`` wrote.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "runs.jsonl"
 COLUMNS = ["folder", "commit", "flags", "time_s", "precision", "closed AP", "closed AP50", "closed mask_AP",
-           "closed mask_AP50", "open AP50", "open AP_unseen", "cpu", "threads"]
+           "closed mask_AP50", "open AP50", "open AP_unseen", "cpu", "threads", "omp_wait_policy"]
 
 
 def cpu_model() -> str:
@@ -75,10 +76,10 @@ def table() -> None:
         c, o = m["closed"], m["open"]
         rows.append([name, line["commit"], line["flags"], m["time_s"], m.get("precision"), c["AP"], c["AP50"],
                      c.get("mask_AP"), c.get("mask_AP50"), o["AP50"], o.get("AP_unseen"), line["cpu"],
-                     line["threads"]])
+                     line["threads"], m.get("omp_wait_policy", "-")])
     with (HERE / "results.csv").open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([COLUMNS, *rows])
-    shown = [i for i, col in enumerate(COLUMNS) if col not in ("cpu", "threads", "precision")]
+    shown = [i for i, col in enumerate(COLUMNS) if col not in ("cpu", "threads", "precision", "omp_wait_policy")]
     print("| " + " | ".join(COLUMNS[i] for i in shown) + " |")
     print("|" + "---|" * len(shown))
     for row in rows:

@@ -97,8 +97,8 @@ def demo(
                                             "default (--expert-epochs + --epochs), or an expert-* alone "
                                             "(--closed-epochs)."),
     closed_epochs: int = typer.Option(40, "--closed-epochs", help="Epochs of an expert-* closed-protocol model."),
-    epochs: int = typer.Option(8, "--epochs", help="Epochs of the full model (closed protocol, rtvpnet-*)."),
-    expert_epochs: int = typer.Option(22, "--expert-epochs", help="Epochs of expert pre-training (closed, rtvpnet-*)."),
+    epochs: int = typer.Option(12, "--epochs", help="Epochs of the full model (closed protocol, rtvpnet-*)."),
+    expert_epochs: int = typer.Option(26, "--expert-epochs", help="Epochs of expert pre-training (closed, rtvpnet-*)."),
     open_epochs: int = typer.Option(3, "--open-epochs", help="Epochs of the full model (open protocol)."),
     open_expert_epochs: int = typer.Option(10, "--open-expert-epochs", help="Expert epochs (open protocol)."),
     imgsz: int = typer.Option(192, "--imgsz", help="Training/eval image size."),
@@ -126,11 +126,11 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"[bold]1/4[/] rendering {images} synthetic images and building the benchmark in {out}")
     bench = make_benchmark(out, images, imgsz if size is None else size, seed)
-    # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16): most epochs go to the cheap expert stage (stage 2
-    # starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off for each stage's last
-    # epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch, images rendered at --imgsz:
-    # 422-434 s, closed AP50 0.482-0.585 over 3 seeds (0.477-0.510 when rendered at 256 px and downscaled); over the
-    # 6-minute goal of issue 14 on this machine.
+    # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16, libgomp's wait policy): most epochs go to the cheap
+    # expert stage (stage 2 starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off
+    # for each stage's last epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch,
+    # closed 26 + 12 epochs: 320-370 s (mean 342), closed AP50 0.570-0.640 (mean 0.593) over 3 seeds; 22 + 8 took
+    # 256 s for 0.597 at seed 0 (427 s under OMP_WAIT_POLICY=PASSIVE before the SAM padding shortcut).
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
                        ema_tau=100.0, patience=0, tensorboard=False, amp=amp).with_model_name(model)
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),

@@ -351,3 +351,15 @@ def test_wait_policy_quick(work: Path) -> None:
                for k in ("quiet", "twin"))
     rows = _csv(work, "wait_policy", "wait_policy")
     assert float(rows[0]["quiet x PASSIVE"]) == 1.0 and float(rows[0]["twin x PASSIVE"]) == 1.0
+
+
+def test_sam_window_quick(work: Path) -> None:
+    import sam_window
+
+    from rtvp.models.tinyvit import TinyViTBlock
+
+    sam_window.main(_argv(work))
+    cell = _results(work, "sam_window")["raw"]["64/1"]
+    assert all(cell[k][p] > 0 for k in ("padded", "shortcut") for p in ("train_ms", "eval_ms"))
+    assert TinyViTBlock.corner_shortcut is True  # the switch is restored
+    assert [r["SAM input px"] for r in _csv(work, "sam_window", "sam_window")] == ["64"]

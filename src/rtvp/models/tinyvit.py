@@ -219,7 +219,13 @@ class Mlp(nn.Module):
 
 
 class TinyViTBlock(nn.Module):
-    """x + window_attn(x) -> depthwise 3x3 ``local_conv`` -> x + mlp(x); windows zero-padded at bottom/right."""
+    """x + window_attn(x) -> depthwise 3x3 ``local_conv`` -> x + mlp(x); windows zero-padded at bottom/right.
+
+    ``corner_shortcut`` (class attribute, on): a map inside one window skips the padding (``Attention.forward_corner``);
+    off only to measure it (``benchmarks/sam_window.py``).
+    """
+
+    corner_shortcut = True
 
     def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path: float = 0.0) -> None:
         super().__init__()
@@ -234,7 +240,7 @@ class TinyViTBlock(nn.Module):
         b, h, w, c = x.shape
         ws = self.window
         pad_b, pad_r = (-h) % ws, (-w) % ws
-        if (pad_b or pad_r) and h <= ws and w <= ws:  # one padded window: skip the padding (exact, see forward_corner)
+        if (pad_b or pad_r) and h <= ws and w <= ws and self.corner_shortcut:  # one padded window: exact shortcut
             return self.attn.forward_corner(x.reshape(b, h * w, c), h, w, ws).view(b, h, w, c)
         if pad_b or pad_r:
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))

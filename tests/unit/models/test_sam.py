@@ -260,3 +260,8 @@ def test_single_padded_window_shortcut_is_taken_and_eval_matches_train():
         eval_out = block.eval()._window_attention(x)
     assert seen == []  # Attention.forward (the ws*ws padded path) never ran
     torch.testing.assert_close(eval_out, train_out.detach())
+    block.corner_shortcut = False  # the switch benchmarks/sam_window.py measures with: the padded path, same result
+    with torch.no_grad():
+        padded_out = block._window_attention(x)
+    assert seen == ["padded forward"]
+    torch.testing.assert_close(padded_out, eval_out, rtol=1e-5, atol=1e-5)

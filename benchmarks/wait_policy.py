@@ -59,19 +59,19 @@ def run_cell(policy: str, model: str, batch: int, imgsz: int, steps: int, thread
     env = dict(os.environ)
     for key, value in POLICIES[policy].items():
         env.pop(key, None) if value is None else env.__setitem__(key, value)
-    code = CELL_CODE.format(bench_dir=str(Path(__file__).parent), threads=threads, model=model, batch=batch,
-                            imgsz=imgsz, steps=steps)
+    def code(n_steps: int) -> str:
+        return CELL_CODE.format(bench_dir=str(Path(__file__).parent), threads=threads, model=model, batch=batch,
+                                imgsz=imgsz, steps=n_steps)
+
     neighbours = []
     if condition in ("busy", "crowd"):
         neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                       for _ in range(CROWD if condition == "crowd" else 1)]
     elif condition == "twin":  # the same training, long enough to outlast the measured one
-        twin = CELL_CODE.format(bench_dir=str(Path(__file__).parent), threads=threads, model=model, batch=batch,
-                                imgsz=imgsz, steps=100 * steps)
-        neighbours = [subprocess.Popen([sys.executable, "-c", twin], env=env, stdout=subprocess.DEVNULL,
+        neighbours = [subprocess.Popen([sys.executable, "-c", code(100 * steps)], env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)]
     try:
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, "-c", code(steps)], env=env, capture_output=True, text=True, check=False)
     finally:
         for neighbour in neighbours:
             neighbour.kill()

@@ -237,6 +237,8 @@ def run_key(cfg: Any) -> str:
             data["model"].pop(key, None)
     if data.get("loss") == to_dict(LossConfig()):  # the loss section came later; its defaults are what runs used
         data.pop("loss")
+    elif data.get("loss", {}).get("dice") == 0:  # added later; 0 is what every earlier run did
+        data["loss"].pop("dice")
     if data.get("close_mosaic") == 0:  # added later; 0 is what every earlier run did
         data.pop("close_mosaic")
     if data.get("class_text") == "name":  # added later; "name" is what every earlier run did

@@ -93,6 +93,18 @@ def crack_lengths(weights: str, bench: Path, imgsz: int, conf: float = 0.25,
             "image_pairs": image_pairs}
 
 
+def length_rows(length: dict[str, Any]) -> list[list[Any]]:
+    """Per-crack and per-image rows ``[unit, GT, measured, median error %, within 10 % %, median pred/GT]``."""
+    rows = []
+    for unit, n, found, prefix in (("crack (best-IoU mask)", length["gt"], length["matched"], ""),
+                                   ("image (union of cracks)", length["images"], length["images"], "image_")):
+        err, share = length[f"{prefix}median_rel_error"], length[f"{prefix}within_10pct"]
+        ratios = [p / g for g, p, _ in length[f"{prefix}pairs"] if g > 0]
+        rows.append([unit, n, found, None if err is None else 100 * err, None if share is None else 100 * share,
+                     statistics.median(ratios) if ratios else None])
+    return rows
+
+
 def model_cost(scale: str, masks: bool, imgsz: int, nc: int) -> dict[str, float]:
     """Parameters (M) and forward GFLOPs of the expert with or without the mask branch at ``imgsz``."""
     import torch
@@ -141,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="benchmark recipe (e.g. "
                         "benchmarks/recipes/crackforest.yaml for the crack-length measurement alone)")
     parser.add_argument("--no-plain", action="store_true", help="train only the model with the mask branch")
+    parser.add_argument("--dice", type=float, default=0.0, help="also train the mask branch with this soft Dice "
+                        "gain (loss.dice; 0: no such row)")
+    parser.add_argument("--length-conf", type=float, nargs="+", default=[0.25, 0.1, 0.05],
+                        help="confidence thresholds of the crack-length measurement (the first is `crack_length`)")
     args = parse_args(parser, argv)
     if args.quick:
         budget = Budget(scale="tiny", imgsz=96, batch=8, epochs=1, expert_epochs=1, workers=0)
@@ -154,16 +170,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{budget.imgsz} px, seed {args.seed} ({bench.name})",
                   ["Model", "AP", "AP50", "mask AP", "mask AP50", "params M", "GFLOPs", "train min"])
     raw: dict[str, Any] = {}
-    for masks in (True,) if args.no_plain else (False, True):
-        cfg = make_config(bench, "closed", budget, stage="expert", model={"masks": masks}, train={"seed": args.seed})
-        trained = train_run(cfg, args.runs_dir, f"expert-masks-{int(masks)}")
+    cells = [(False, 0.0), (True, 0.0)][int(args.no_plain):] + ([(True, args.dice)] if args.dice > 0 else [])
+    for masks, dice in cells:
+        train = {"seed": args.seed, **({"loss": {"dice": dice}} if dice else {})}
+        cfg = make_config(bench, "closed", budget, stage="expert", model={"masks": masks}, train=train)
+        trained = train_run(cfg, args.runs_dir, f"expert-masks-{int(masks)}" + (f"-dice{dice:g}" if dice else ""))
         metrics = evaluate_weights(trained["best"], bench, "closed", budget.imgsz, device=args.device)
         cost = model_cost(budget.scale, masks, budget.imgsz, nc)
-        name = f"expert-{budget.scale}" + (" + masks" if masks else "")
+        name = f"expert-{budget.scale}" + (" + masks" if masks else "") + (f" + Dice {dice:g}" if dice else "")
         raw[name] = {"train": trained, "metrics": metrics, "cost": cost}
         if masks:
             scene = "metal" if args.quick else CRACK_SCENE
-            raw[name]["crack_length"] = crack_lengths(trained["best"], bench, budget.imgsz, scene=scene)
+            raw[name]["crack_length_by_conf"] = {
+                str(conf): crack_lengths(trained["best"], bench, budget.imgsz, conf=conf, scene=scene)
+                for conf in args.length_conf}
+            raw[name]["crack_length"] = raw[name]["crack_length_by_conf"][str(args.length_conf[0])]
         table.rows.append([name, pct(metrics, "AP"), pct(metrics, "AP50"), pct(metrics, "mask_AP"),
                            pct(metrics, "mask_AP50"), cost.get("params_M"), cost.get("GFLOPs"),
                            trained["wall_s"] / 60])
@@ -172,20 +193,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         m, c = yolo["metrics"], yolo["cost"]
         table.rows.append(["YOLOv8n-seg (Ultralytics, scratch)", pct(m, "AP"), pct(m, "AP50"), pct(m, "mask_AP"),
                            pct(m, "mask_AP50"), c["params_M"], c["GFLOPs"], yolo["train"]["wall_s"] / 60])
-    length = raw[f"expert-{budget.scale} + masks"]["crack_length"]
     lengths = Table("crack_length", "Crack length on CrackForest val: predicted vs ground-truth mask skeleton",
-                    ["unit", "GT", "measured", "median rel. error %", "within 10 % (share of GT) %"])
-    for unit, n, found, prefix in (("crack (best-IoU mask)", length["gt"], length["matched"], ""),
-                                   ("image (union of cracks)", length["images"], length["images"], "image_")):
-        err, share = length[f"{prefix}median_rel_error"], length[f"{prefix}within_10pct"]
-        lengths.rows.append([unit, n, found, None if err is None else 100 * err,
-                             None if share is None else 100 * share])
+                    ["Model", "conf", "unit", "GT", "measured", "median rel. error %", "within 10 % (share of GT) %",
+                     "median pred/GT"])
+    for name, cell in raw.items():
+        for conf, length in cell.get("crack_length_by_conf", {}).items():
+            lengths.rows.extend([name, float(conf), *row] for row in length_rows(length))
     notes = ["AP in %, rtvp evaluator for every row; mask AP over the images/classes with mask ground truth (all of "
              "them here). YOLOv8n-seg: Ultralytics predictions (conf 0.001, NMS IoU 0.7, max 100 per image, "
              "retina masks) scored by the same evaluator; its own validator's figures are in the raw JSON.",
              "Crack length: skeleton length (rtvp.masks.measure_mask) of the best-IoU predicted mask vs the "
              "ground-truth mask (per crack), and of the union of the predicted masks vs the union of the ground-truth "
-             "cracks (per image; an image with no prediction measures 0), conf >= 0.25."]
+             "cracks (per image; an image with no prediction measures 0), at each confidence threshold `conf` "
+             "(rtvp predict's default is 0.25). median pred/GT: the median ratio of the two lengths (below 1: the "
+             "masks measure short)."]
     run.write([table, lengths], notes, extra={"raw": raw})
 
 

@@ -25,6 +25,8 @@ class LossConfig:
         dp: domain-projection (L_dp) gain (RTVPNet with EDP).
         obj: class-agnostic objectness gain (models with ``objectness``).
         seg: instance-mask gain (models with ``masks``).
+        dice: soft Dice mask gain (models with ``masks``; 0 = off). Helps thin instances (cracks): see
+            :mod:`rtvp.loss.segment`.
         topk: anchors the task-aligned assigner keeps per ground-truth box.
         alpha: assigner score exponent.
         beta: assigner IoU exponent.
@@ -38,6 +40,7 @@ class LossConfig:
     dp: float = 1.0
     obj: float = 0.5
     seg: float = 7.5
+    dice: float = 0.0
     topk: int = 10
     alpha: float = 0.5
     beta: float = 6.0

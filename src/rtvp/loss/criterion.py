@@ -12,7 +12,8 @@
 - ``obj`` (only when ``outputs.objectness`` is present: ``model.objectness``): BCE-with-logits of the class-agnostic
   objectness against each anchor's best target score over the prompts, divided by the same sum (``+ w_obj * obj``);
 - ``seg`` (only when ``outputs.mask_coef`` is present and the batch carries mask targets: ``model.masks``): the
-  instance-mask loss of ``rtvp.loss.segment`` (``+ w_seg * seg``).
+  instance-mask loss of ``rtvp.loss.segment`` (``+ w_seg * seg``), and its soft Dice term when ``dice > 0``
+  (``+ w_dice * dice``; off by default).
 
 Absent optional outputs (closed-set expert, EDP off, eval mode) contribute 0. Scaling by the batch size follows
 YOLOv8, so the gains keep their YOLOv8 meaning.
@@ -29,7 +30,7 @@ from rtvp.loss.assigner import AssignResult, TaskAlignedAssigner
 from rtvp.loss.box import bbox2dist, ciou_loss
 from rtvp.loss.contrastive import info_nce, masked_bce_with_logits
 from rtvp.loss.dfl import dfl_loss
-from rtvp.loss.segment import mask_loss
+from rtvp.loss.segment import mask_losses
 from rtvp.models.decode import decode_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +59,7 @@ class DetectionCriterion:
         iou_type: overlap used by the assigner, ``"ciou"`` (YOLOv8) or ``"iou"``.
         obj: gain of the class-agnostic objectness loss (used only by models with ``objectness``).
         seg: gain of the instance-mask loss (used only by models with ``masks``; YOLOv8-seg weighs it like the box).
+        dice: gain of the soft Dice mask term (models with ``masks``; 0 = off, as YOLOv8-seg).
 
     Examples:
         >>> criterion = DetectionCriterion()
@@ -67,8 +69,10 @@ class DetectionCriterion:
 
     def __init__(self, box: float = 7.5, dfl: float = 1.5, cls: float = 0.5, nce: float = 0.5, aux: float = 1.0,
                  dp: float = 1.0, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
-                 nce_temperature: float = 0.07, iou_type: str = "ciou", obj: float = 0.5, seg: float = 7.5) -> None:
-        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp, "obj": obj, "seg": seg}
+                 nce_temperature: float = 0.07, iou_type: str = "ciou", obj: float = 0.5, seg: float = 7.5,
+                 dice: float = 0.0) -> None:
+        self.gains = {"box": box, "dfl": dfl, "cls": cls, "nce": nce, "aux": aux, "dp": dp, "obj": obj, "seg": seg,
+                      "dice": dice}
         bad = {k: v for k, v in self.gains.items() if not v >= 0}
         if bad:
             raise ValueError(f"DetectionCriterion: loss gains must be >= 0, got {bad}")
@@ -85,7 +89,7 @@ class DetectionCriterion:
             batch: the :class:`~rtvp.structures.Batch` (``vocab_ids`` ``(K,)``, ``gt_*`` ``(B, M, ...)``).
 
         Returns:
-            ``{"loss": differentiable total, "box"|"dfl"|"cls"|"nce"|"aux"|"dp"(|"obj"|"seg"): detached
+            ``{"loss": differentiable total, "box"|"dfl"|"cls"|"nce"|"aux"|"dp"(|"obj"|"seg"|"dice"): detached
             gain-weighted terms}``;
             ``loss == B * sum(terms)``.
         """
@@ -109,8 +113,10 @@ class DetectionCriterion:
                                                             reduction="sum") / tss
             keys = (*keys, "obj")
         if outputs.mask_coef is not None and batch.gt_segs is not None:
-            raw["seg"] = mask_loss(outputs.mask_coef, outputs.protos, res, batch.gt_segs, batch.gt_seg_valid)
-            keys = (*keys, "seg")
+            use_dice = self.gains["dice"] > 0
+            raw["seg"], raw["dice"] = mask_losses(outputs.mask_coef, outputs.protos, res, batch.gt_segs,
+                                                  batch.gt_seg_valid, dice=use_dice)
+            keys = (*keys, "seg", "dice") if use_dice else (*keys, "seg")
         terms = {k: self.gains[k] * raw[k] for k in keys}
         total = torch.stack(list(terms.values())).sum() * outputs.logits.shape[0]
         return {"loss": total, **{k: v.detach() for k, v in terms.items()}}

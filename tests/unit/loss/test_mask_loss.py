@@ -9,7 +9,7 @@ import torch
 
 from rtvp.loss import DetectionCriterion
 from rtvp.loss.assigner import AssignResult
-from rtvp.loss.segment import mask_loss, positive_mask_logits
+from rtvp.loss.segment import mask_loss, mask_losses, positive_mask_logits
 from rtvp.models import ExpertDetector
 from rtvp.structures import Batch
 
@@ -83,3 +83,40 @@ def test_criterion_reports_the_seg_term_and_trains_the_branch():
     assert model.seg.proto[-1].weight.grad.abs().sum() > 0
     no_masks = Batch(**{**batch.__dict__, "gt_segs": None, "gt_seg_valid": None})
     assert "seg" not in DetectionCriterion()(model(batch.images), no_masks)
+
+
+def test_dice_term_hand_computed_and_off_by_default():
+    # the case of test_hand_computed_loss: box cells (0,0) p=sigmoid(2) t=1, (0,1) p=.5 t=1, (1,0), (1,1) p=.5 t=0
+    protos = torch.zeros(1, 1, 4, 4)
+    protos[0, 0, 0, 0] = 2.0
+    boxes = torch.zeros(1, 2, 4)
+    boxes[0, 0] = torch.tensor([0.0, 0.0, 8.0, 8.0])
+    target = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
+    target[0, 0, 0, :2] = 1
+    res = _assign([[True, False]], [[0, -1]], boxes)
+    coef, valid = torch.tensor([[[1.0], [5.0]]]), torch.tensor([[True]])
+    seg, dice = mask_losses(coef, protos, res, target, valid, dice=True)
+    p0 = 1 / (1 + math.exp(-2.0))
+    expected = 1 - (2 * (p0 + 0.5) + 1) / ((p0 + 3 * 0.5) + 2 + 1)
+    assert dice.item() == pytest.approx(expected, rel=1e-6)
+    assert seg.item() == pytest.approx(mask_loss(coef, protos, res, target, valid).item())
+    assert mask_losses(coef, protos, res, target, valid)[1] is None
+
+
+def test_criterion_adds_the_dice_term_only_when_its_gain_is_set():
+    torch.manual_seed(0)
+    model = ExpertDetector("tiny", nc=1, masks=True)
+    segs = torch.zeros(1, 1, 16, 16, dtype=torch.uint8)
+    segs[0, 0, 6, 4:12] = 1  # a one-cell-thin line
+    batch = Batch(images=torch.rand(1, 3, 64, 64), gt_boxes=torch.tensor([[[16.0, 20, 48, 30]]]),
+                  gt_labels=torch.tensor([[0]]), gt_mask=torch.ones(1, 1, dtype=torch.bool),
+                  vocab_ids=torch.tensor([0]), image_ids=[1], orig_sizes=torch.tensor([[64, 64]]),
+                  scales=torch.ones(1), pads=torch.zeros(1, 2), gt_segs=segs,
+                  gt_seg_valid=torch.ones(1, 1, dtype=torch.bool))
+    out = model(batch.images)
+    assert "dice" not in DetectionCriterion()(out, batch)
+    with_dice = DetectionCriterion(dice=2.0)(out, batch)
+    assert 0 < with_dice["dice"].item() <= 2.0
+    plain = DetectionCriterion()(out, batch)
+    total = with_dice["loss"] - plain["loss"]
+    assert total.item() == pytest.approx(with_dice["dice"].item(), rel=1e-4)

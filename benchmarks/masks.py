@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "median pred/GT"])
     for name, cell in raw.items():
         for conf, length in cell.get("crack_length_by_conf", {}).items():
-            lengths.rows.extend([name, float(conf), *row] for row in length_rows(length))
+            lengths.rows.extend([name, conf, *row] for row in length_rows(length))
     notes = ["AP in %, rtvp evaluator for every row; mask AP over the images/classes with mask ground truth (all of "
              "them here). YOLOv8n-seg: Ultralytics predictions (conf 0.001, NMS IoU 0.7, max 100 per image, "
              "retina masks) scored by the same evaluator; its own validator's figures are in the raw JSON.",

@@ -35,7 +35,7 @@ from typing import Any
 
 # rtvp picks the OpenMP wait policy (PASSIVE only on an oversubscribed machine, rtvp._default_wait_policy); it must
 # run before torch is imported. Each results.md records the policy that ran (machine table, omp_wait_policy).
-import rtvp  # noqa: E402, F401
+import rtvp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "benchmarks"
@@ -83,7 +83,7 @@ def machine_info() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,
         "torch_threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "omp_wait_policy": rtvp.omp_wait_policy(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

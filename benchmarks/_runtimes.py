@@ -9,6 +9,7 @@ together), so it is not reported per runtime.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -115,7 +116,8 @@ def runtime_latency(spec: dict[str, Any], build: Callable[[str, int], Any]) -> d
         if "onnxruntime" in wanted:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # like OMP_WAIT_POLICY=PASSIVE
+            if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":  # ORT's spinning follows rtvp's rule
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
             out["onnxruntime"] = timed(lambda x: sess.run(None, {"images": x}), xs, *args)
         core = ov.Core()

@@ -35,6 +35,12 @@ def _default_wait_policy() -> None:
 
 _default_wait_policy()
 
+
+def omp_wait_policy() -> str:
+    """The OpenMP wait policy this process runs with: ``OMP_WAIT_POLICY``'s value, or ``"libgomp default"``."""
+    return os.environ.get("OMP_WAIT_POLICY") or "libgomp default"
+
+
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -31,7 +31,7 @@ def test_demo_writes_metrics_and_drawn_detections(tmp_path, closed_model):
             assert v is None or 0.0 <= v <= 1.0, (protocol, k, v)
     assert {"AP_seen", "AP_unseen", "HM"} <= set(metrics["open"])
     # the OpenMP wait policy this process runs under (libgomp's own when neither the user nor rtvp set one)
-    assert metrics["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "libgomp default")
+    assert metrics["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "libgomp default")  # rtvp.omp_wait_policy()
     assert {"mask_AP", "mask_AP50"} <= set(metrics["closed"])  # the mask branch is on by default (--no-masks)
     for k in ("mask_AP", "mask_AP50"):
         assert metrics["closed"][k] is None or 0.0 <= metrics["closed"][k] <= 1.0

@@ -30,3 +30,10 @@ def test_a_value_the_user_set_is_kept(cpus: int, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0 if value == "PASSIVE" else 9.0, 0.0, 0.0))
     rtvp._default_wait_policy()
     assert os.environ["OMP_WAIT_POLICY"] == value
+
+
+def test_the_recorded_policy_names_libgomps_default_when_unset(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert rtvp.omp_wait_policy() == "libgomp default"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert rtvp.omp_wait_policy() == "PASSIVE"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -116,6 +115,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
+    from rtvp import omp_wait_policy
     from rtvp.config import apply_overrides
     from rtvp.device import autocast_dtype, resolve_device
     from rtvp.fileio import atomic_write_text
@@ -160,7 +160,7 @@ def demo(
     metrics["models"] = {"closed": closed_name, "open": model}
     metrics["time_s"] = round(time.perf_counter() - start, 1)  # type: ignore[assignment]
     metrics["precision"] = autocast_dtype(resolve_device(base.device), base.amp)[1]  # type: ignore[assignment]
-    metrics["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "libgomp default")  # type: ignore[assignment]
+    metrics["omp_wait_policy"] = omp_wait_policy()  # type: ignore[assignment]
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     table = Table(title=f"rtvp demo · {closed_name} (closed) · {model} (open) · {imgsz} px · {metrics['time_s']} s")
     table.add_column("protocol")

@@ -243,6 +243,8 @@ def run_key(cfg: Any) -> str:
         data.pop("close_mosaic")
     if data.get("class_text") == "name":  # added later; "name" is what every earlier run did
         data.pop("class_text")
+    if data.get("last_period") == 1:  # added later; 1 is what every earlier run did (it does not change the weights)
+        data.pop("last_period")
     return config_hash({"cfg": data, "bench": bench_fingerprint(cfg.data)})
 
 

@@ -79,6 +79,8 @@ class TrainConfig:
         patience: stop after this many evaluations without improvement of ``best_metric`` (0 disables).
         save_period: also keep ``weights/epoch{N}.pt`` every N epochs (0 disables).
         save_iters: also refresh ``last.pt`` every N steps inside an epoch (0: only at epoch ends).
+        last_period: refresh ``weights/last.pt`` (model, EMA, optimizer: 191 MB for rtvpnet-n) every N epochs; the
+            final epoch is always saved (0: only then). An interrupted run resumes from the last save.
         log_period: TensorBoard scalar logging period in steps.
         tensorboard: write TensorBoard event files under ``<run>/tensorboard`` when tensorboard is installed.
         plots: write ``results.png`` (loss and metric curves) at the end.
@@ -134,6 +136,7 @@ class TrainConfig:
     patience: int = 50
     save_period: int = 0
     save_iters: int = 0
+    last_period: int = 1
     log_period: int = 10
     tensorboard: bool = True
     plots: bool = True
@@ -154,7 +157,8 @@ class TrainConfig:
         nonneg = {"expert_epochs": self.expert_epochs, "warmup_epochs": self.warmup_epochs, "lr": self.lr,
                   "warmup_iters": self.warmup_iters, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
                   "workers": self.workers, "val_period": self.val_period, "patience": self.patience,
-                  "save_period": self.save_period, "save_iters": self.save_iters, "vocab_size": self.vocab_size,
+                  "save_period": self.save_period, "save_iters": self.save_iters,
+                  "last_period": self.last_period, "vocab_size": self.vocab_size,
                   "close_mosaic": self.close_mosaic}
         bad += [f"{k}={v}" for k, v in nonneg.items() if v < 0]
         if bad:

@@ -142,20 +142,24 @@ class EarlyStopHook(HookBase):
 class CheckpointHook(HookBase):
     """Writes ``weights/last.pt``, ``best.pt`` and ``epoch{N}.pt`` (rank 0; all ranks gather RNG states).
 
-    ``last.pt`` every epoch (and every ``save_iters`` steps), ``best.pt`` when ``metric`` improves (the final
-    weights when no evaluation ran), ``epoch{N}.pt`` every ``save_period`` epochs.
+    ``last.pt`` every ``last_period`` epochs and after the final one (and every ``save_iters`` steps), ``best.pt``
+    when ``metric`` improves (the final weights when no evaluation ran), ``epoch{N}.pt`` every ``save_period`` epochs.
 
     Args:
         weights_dir: destination folder.
         metric: key in ``trainer.metrics`` that selects ``best.pt``.
         save_period: keep ``epoch{N}.pt`` every N epochs (0 disables).
         save_iters: refresh ``last.pt`` every N steps inside an epoch (0 disables).
+        last_period: refresh ``last.pt`` every N epochs; the final epoch (or an early stop) is always saved, so 0
+            saves only then. A resumed run restarts from the last save.
     """
 
     name = "checkpoint"
 
-    def __init__(self, weights_dir: Path, metric: str = "AP", save_period: int = 0, save_iters: int = 0) -> None:
+    def __init__(self, weights_dir: Path, metric: str = "AP", save_period: int = 0, save_iters: int = 0,
+                 last_period: int = 1) -> None:
         self.dir, self.metric, self.save_period, self.save_iters = Path(weights_dir), metric, save_period, save_iters
+        self.last_period = last_period
         self.best = -math.inf
         self._warned = False
 
@@ -168,7 +172,9 @@ class CheckpointHook(HookBase):
     def after_epoch(self) -> None:
         """Epoch-end checkpoints."""
         t = self.trainer
-        names = ["last.pt"]
+        done = t.epoch + 1
+        final = done >= t.max_epochs or bool(t.stop_reason)
+        names = ["last.pt"] if final or (self.last_period and done % self.last_period == 0) else []
         value = t.metrics.get(self.metric) if t.metrics_epoch == t.epoch else None
         if t.metrics_epoch == t.epoch and value is None and t.dist.is_main and not self._warned:
             self._warned = True
@@ -176,11 +182,13 @@ class CheckpointHook(HookBase):
                            "(set best_metric to one of them)", self.metric, sorted(t.metrics)[:12])
         if value is not None and float(value) > self.best:
             self.best = float(value)
-            names.append("best.pt")
+            names += ["last.pt", "best.pt"] if not names else ["best.pt"]
             if t.dist.is_main:
-                LOGGER.info("epoch %d: new best %s %.4f -> best.pt", t.epoch + 1, self.metric, self.best)
-        if self.save_period and (t.epoch + 1) % self.save_period == 0:
-            names.append(f"epoch{t.epoch + 1}.pt")
+                LOGGER.info("epoch %d: new best %s %.4f -> best.pt", done, self.metric, self.best)
+        if self.save_period and done % self.save_period == 0:
+            names.append(f"epoch{done}.pt")
+        if not names:
+            return
         ckpt = t.checkpoint_state()  # collective (RNG gather): every rank calls it
         self._write(ckpt, names)
 

@@ -115,7 +115,8 @@ def default_hooks(cfg: TrainConfig, parts: TrainParts, run_dir: Path, ema: bool)
     if cfg.tensorboard:
         hooks.append(TensorBoardHook(run_dir / "tensorboard", cfg.log_period))
     hooks.append(ProgressHook())
-    hooks.append(CheckpointHook(run_dir / "weights", cfg.best_metric, cfg.save_period, cfg.save_iters))
+    hooks.append(CheckpointHook(run_dir / "weights", cfg.best_metric, cfg.save_period, cfg.save_iters,
+                                cfg.last_period))
     return hooks
 
 

@@ -87,3 +87,21 @@ def test_resume_without_rng_restore_diverges(tmp_path, monkeypatch):
     fit(cfg, _parts(cfg), resume=True)
     resumed, _ = _state(tmp_path / "killed")
     assert not torch.allclose(resumed["model"]["cls.weight"], reference[0]["model"]["cls.weight"], atol=1e-6)
+
+
+def test_last_period_saves_every_n_epochs_and_the_final_one(tmp_path):
+    """last_period=2 over 3 epochs: last.pt after epoch 2 and 3 only; a crash resumes from epoch 2 to the same end."""
+    kw = {"epochs": 3, "val_period": 0, "last_period": 2}
+    cfg = toy_cfg(tmp_path / "full", **kw)
+    fit(cfg, toy_parts(cfg, n=10, with_dp=True, dp_eps=1e-9))
+    reference = _state(tmp_path / "full")
+    cfg = toy_cfg(tmp_path / "early", **kw)
+    with pytest.raises(Killed):  # in epoch 2: epoch 1 was not saved
+        fit(cfg, toy_parts(cfg, n=10, with_dp=True, dp_eps=1e-9), extra_hooks=[KillAt(5)])
+    assert not (tmp_path / "early" / "weights" / "last.pt").exists()
+    cfg = toy_cfg(tmp_path / "killed", **kw)
+    with pytest.raises(Killed):
+        fit(cfg, toy_parts(cfg, n=10, with_dp=True, dp_eps=1e-9), extra_hooks=[KillAt(8)])
+    assert load_checkpoint(tmp_path / "killed" / "weights" / "last.pt")["step"] == 6
+    fit(cfg, toy_parts(cfg, n=10, with_dp=True, dp_eps=1e-9), resume=True)
+    _assert_same(reference, _state(tmp_path / "killed"))

@@ -304,8 +304,14 @@ def test_masks_quick(work: Path) -> None:
     assert length["gt"] > 0 and length["matched"] == len(length["pairs"]) <= length["gt"]
     assert 0 < length["images"] == len(length["image_pairs"]) <= length["gt"]  # one union per val image of the scene
     assert all(g > 0 and p >= 0 and 0 <= iou <= 1 for g, p, iou in length["image_pairs"])
-    assert [r["unit"] for r in _csv(work, "masks", "crack_length")] == ["crack (best-IoU mask)",
-                                                                        "image (union of cracks)"]
+    by_conf = seg["crack_length_by_conf"]
+    assert length == by_conf["0.25"] and str(seg["calibrated_conf"]) in by_conf  # the first --length-conf; calibrated
+    assert set(seg["calibration_on_train"]) == {str(c) for c in masks.CONF_GRID}
+    matched = [by_conf[c]["matched"] for c in sorted(by_conf, key=float, reverse=True)]
+    assert matched == sorted(matched)  # a lower threshold keeps a superset of the detections
+    rows = _csv(work, "masks", "crack_length")
+    assert [r["unit"] for r in rows] == ["crack (best-IoU mask)", "image (union of cracks)"] * len(by_conf)
+    assert sum(r["conf"].endswith("(calibrated)") for r in rows) == 2
     rows = ["expert-tiny", "expert-tiny + masks"] + (["YOLOv8n-seg (Ultralytics, scratch)"] if yolo else [])
     assert [r["Model"] for r in _csv(work, "masks", "masks")] == rows
     if yolo:  # its masks went through the yolo-seg export, Ultralytics and back into rtvp's mask evaluator

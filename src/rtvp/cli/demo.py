@@ -131,8 +131,10 @@ def demo(
     # for each stage's last epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch,
     # closed 26 + 12 epochs: 320-370 s (mean 342), closed AP50 0.570-0.640 (mean 0.593) over 3 seeds; 22 + 8 took
     # 256 s for 0.597 at seed 0 (427 s under OMP_WAIT_POLICY=PASSIVE before the SAM padding shortcut).
+    # last_period=0: each stage writes its checkpoint once, at its end (a demo is rerun, not resumed; rtvpnet-n's
+    # last.pt with EMA and optimizer state is 191 MB, and 51 per-epoch saves cost seconds of the budget)
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
-                       ema_tau=100.0, patience=0, tensorboard=False, amp=amp).with_model_name(model)
+                       ema_tau=100.0, patience=0, tensorboard=False, amp=amp, last_period=0).with_model_name(model)
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),
                                model=dataclasses.replace(base.model, masks=masks))
     base = apply_overrides(base, list(overrides)) if overrides else base

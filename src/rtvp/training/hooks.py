@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rtvp.checkpoint import save_checkpoint
+from rtvp.checkpoint import load_checkpoint, save_checkpoint, strip_checkpoint
 from rtvp.training.distributed import barrier, broadcast_object
 from rtvp.training.optim import WarmupCosine
 from rtvp.training.trainer import LOGGER, EvalFn, HookBase
@@ -193,10 +193,17 @@ class CheckpointHook(HookBase):
         self._write(ckpt, names)
 
     def after_train(self) -> None:
-        """Without any evaluation, ``best.pt`` is the final weights."""
+        """Strip a finished run's ``best.pt`` (``rtvp.checkpoint.strip_checkpoint``; the final weights if no eval)."""
         t = self.trainer
-        if not t.failed and self.best == -math.inf and t.dist.is_main and (self.dir / "last.pt").is_file():
-            (self.dir / "best.pt").write_bytes((self.dir / "last.pt").read_bytes())
+        if t.failed or t.epoch == 0:
+            return
+        best = self.dir / "best.pt"
+        if self.best == -math.inf:
+            ckpt = t.checkpoint_state()  # collective (RNG gather): every rank calls it
+            if t.dist.is_main:
+                save_checkpoint(strip_checkpoint(ckpt), best)
+        elif t.dist.is_main and best.is_file():
+            save_checkpoint(strip_checkpoint(load_checkpoint(best)), best)
 
     def _write(self, ckpt: dict[str, Any], names: list[str]) -> None:
         if self.trainer.dist.is_main:

@@ -63,7 +63,24 @@ def test_eval_period_and_best_without_eval(tmp_path):
     cfg = toy_cfg(tmp_path / "b", epochs=1)
     fit(cfg, toy_parts(cfg))
     weights = tmp_path / "b" / "weights"
-    assert (weights / "best.pt").read_bytes() == (weights / "last.pt").read_bytes()
+    last, best = load_checkpoint(weights / "last.pt"), load_checkpoint(weights / "best.pt")
+    assert best["stripped"] and best["optimizer"] is None and best["epoch"] == 1
+    final = last["ema"] if last["ema"] is not None else last["model"]
+    assert final.keys() == best["model"].keys()
+    assert all(torch.equal(final[k], best["model"][k]) and torch.equal(final[k], best["ema"][k]) for k in final)
+    assert (weights / "best.pt").stat().st_size < (weights / "last.pt").stat().st_size
+    assert "stripped" not in last and last["optimizer"]  # last.pt keeps what --resume needs
+
+
+def test_best_after_evaluation_is_the_best_epoch_stripped(tmp_path):
+    aps = iter([0.1, 0.7, 0.3])
+    cfg = toy_cfg(tmp_path, epochs=3, val_period=1, patience=0, save_period=1)
+    fit(cfg, toy_parts(cfg, eval_fn=lambda m: {"AP": next(aps)}))
+    weights_dir = tmp_path / "weights"
+    epoch2, best = load_checkpoint(weights_dir / "epoch2.pt"), load_checkpoint(weights_dir / "best.pt")
+    assert best["stripped"] and best["epoch"] == epoch2["epoch"] == 2 and best["optimizer"] is None
+    weights = epoch2["ema"] if epoch2["ema"] is not None else epoch2["model"]
+    assert all(torch.equal(weights[k], best["model"][k]) for k in weights)
 
 
 def test_early_stop_after_patience(tmp_path, caplog):

@@ -56,7 +56,8 @@ def test_two_stage_closed_run(bench, tmp_path):
                  "--imgsz", "64", "--out", str(run), "--batch", "4", "--workers", "0", "--device", "cpu",
                  "--set", "expert_epochs=1", "--set", "model.edp=true", "--set", "model.sam_freeze=true", *FAST)
     assert "full: best weights" in out
-    expert, full = load_checkpoint(run / "expert" / "weights" / "best.pt"), load_checkpoint(run / "weights" / "best.pt")
+    expert, full = load_checkpoint(run / "expert" / "weights" / "best.pt"), load_checkpoint(run / "weights" / "last.pt")
+    assert load_checkpoint(run / "weights" / "best.pt")["stripped"]  # the weights to ship; last.pt has the rest
     assert expert["arch"] == "expert" and expert["nc"] == 3 and expert["text_encoder"] is None
     assert full["arch"] == "rtvpnet" and full["text_encoder"] == "hash" and full["text_dim"] == 64
     assert full["vocabulary"] == ["scratch on steel", "hole on steel", "spot on wood"]

@@ -53,8 +53,10 @@ def run(name: str, flags: list[str]) -> None:
                                     ("full", f"runs/{protocol}/results.csv")):
                 if (Path(tmp) / csv_path).is_file():
                     shutil.copyfile(Path(tmp) / csv_path, HERE / name / f"{protocol}-{stage}.csv")
+        weights = Path(tmp) / "runs" / "closed" / "weights"  # checkpoint sizes of the closed stage 2
+        sizes = {f"{f.stem}_pt_mb": round(f.stat().st_size / 2**20, 1) for f in sorted(weights.glob("*.pt"))}
     line = {"folder": name, "commit": commit, "flags": " ".join(flags), "cpu": cpu_model(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), **sizes}
     with RUNS.open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
 

@@ -369,3 +369,14 @@ def test_sam_window_quick(work: Path) -> None:
     assert all(cell[k][p] > 0 for k in ("padded", "shortcut") for p in ("train_ms", "eval_ms"))
     assert TinyViTBlock.corner_shortcut is True  # the switch is restored
     assert [r["SAM input px"] for r in _csv(work, "sam_window", "sam_window")] == ["64"]
+
+
+def test_loader_workers_quick(work: Path) -> None:
+    import loader_workers
+
+    loader_workers.main([*_argv(work), "--workers", "0", "1"])
+    raw = _results(work, "loader_workers")["raw"]
+    assert set(raw) == {"0", "1"}
+    assert all(len(r["images_per_s"]) == 2 and r["median_after_first"] > 0 and r["wall_s"] > 0 for r in raw.values())
+    rows = _csv(work, "loader_workers", "loader_workers")
+    assert [r["workers"] for r in rows] == ["0", "1"] and float(rows[0]["x vs 0 workers"]) == 1.0

@@ -96,7 +96,7 @@ def demo(
                                             "default (--expert-epochs + --epochs), or an expert-* alone "
                                             "(--closed-epochs)."),
     closed_epochs: int = typer.Option(40, "--closed-epochs", help="Epochs of an expert-* closed-protocol model."),
-    epochs: int = typer.Option(12, "--epochs", help="Epochs of the full model (closed protocol, rtvpnet-*)."),
+    epochs: int = typer.Option(14, "--epochs", help="Epochs of the full model (closed protocol, rtvpnet-*)."),
     expert_epochs: int = typer.Option(26, "--expert-epochs", help="Epochs of expert pre-training (closed, rtvpnet-*)."),
     open_epochs: int = typer.Option(3, "--open-epochs", help="Epochs of the full model (open protocol)."),
     open_expert_epochs: int = typer.Option(10, "--open-expert-epochs", help="Expert epochs (open protocol)."),
@@ -129,10 +129,10 @@ def demo(
     # Budget (benchmarks/results/demo, 2-core AMD EPYC, bf16, libgomp's wait policy): most epochs go to the cheap
     # expert stage (stage 2 starts from it with zero-initialised prompt/projection branches), mosaic at 0.5 and off
     # for each stage's last epochs (close_mosaic, the TrainConfig default), one final eval. With the mask branch,
-    # closed 26 + 12 epochs: 320-370 s (mean 342), closed AP50 0.570-0.640 (mean 0.593) over 3 seeds; 22 + 8 took
-    # 256 s for 0.597 at seed 0 (427 s under OMP_WAIT_POLICY=PASSIVE before the SAM padding shortcut).
+    # closed 26 + 14 epochs: closed AP50 0.601 / 0.601 / 0.651 (mean 0.618) over seeds 0-2, 310-326 s on a quiet
+    # machine; 26 + 12: 0.640 / 0.570 / 0.570 (mean 0.593), 303-323 s.
     # last_period=0: each stage writes its checkpoint once, at its end (a demo is rerun, not resumed; rtvpnet-n's
-    # last.pt with EMA and optimizer state is 191 MB, and 51 per-epoch saves cost seconds of the budget)
+    # last.pt with EMA and optimizer state is 183 MiB): 22 s outside the training epochs instead of 35-41 s
     base = TrainConfig(imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers, warmup_epochs=1.0,
                        ema_tau=100.0, patience=0, tensorboard=False, amp=amp, last_period=0).with_model_name(model)
     base = dataclasses.replace(base, augment=dataclasses.replace(base.augment, mosaic=0.5),

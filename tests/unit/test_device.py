@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rtvp.device import resolve_device
+from rtvp.device import default_workers, resolve_device
 from rtvp.errors import ConfigError
 
 
@@ -20,3 +20,22 @@ def test_cuda_binds_the_local_rank(monkeypatch):
     assert resolve_device("auto", local_rank=1) == torch.device("cuda:1")
     assert resolve_device("cuda", local_rank=2) == torch.device("cuda:2")
     assert resolve_device("cuda:0", local_rank=2) == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize(("device", "cpus", "expected"), [("cpu", 1, 0), ("cpu", 2, 0), ("cpu", 4, 2), ("cpu", 16, 4),
+                                                          ("cuda", 2, 2), ("cuda", 16, 4)])
+def test_default_workers_leave_a_small_cpu_to_the_model(device: str, cpus: int, expected: int):
+    assert default_workers(torch.device(device), cpus) == expected
+
+
+def test_train_config_workers_none_means_the_default_and_an_explicit_value_is_kept(monkeypatch):
+    from rtvp.training.config import TrainConfig
+    from rtvp.training.distributed import get_dist_info
+    from rtvp.training.stages import make_loader
+
+    monkeypatch.setattr("rtvp.device.usable_cpus", lambda: 2)
+    ds = list(range(8))
+    assert TrainConfig().workers is None
+    for asked, expected in ((None, 0), (1, 1)):
+        cfg = TrainConfig(device="cpu", workers=asked, batch=4)
+        assert make_loader(cfg, ds, get_dist_info()).num_workers == expected

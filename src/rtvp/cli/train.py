@@ -49,7 +49,7 @@ def with_benchmark(cfg, images: Path | None, scene: str | None):
 
     if cfg.data is None:
         return cfg
-    bench = benchmark_for(Path(cfg.data), cfg.run_dir.parent / ".benchmarks", images, scene, max(1, cfg.workers))
+    bench = benchmark_for(Path(cfg.data), cfg.run_dir.parent / ".benchmarks", images, scene, max(1, cfg.workers or 1))
     return cfg if bench == Path(cfg.data) else dataclasses.replace(cfg, data=bench)
 
 
@@ -69,7 +69,8 @@ def train(
     name: str | None = typer.Option(None, "--name", help="Run name (runs/<name>) when --out is not given."),
     batch: int | None = typer.Option(None, "--batch", help="Global batch size."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
-    workers: int | None = typer.Option(None, "--workers", help="Dataloader workers per process."),
+    workers: int | None = typer.Option(None, "--workers", help="Dataloader workers per process (default: 0 on a CPU "
+                                       "with <= 2 cores, where workers slow training; else half the CPUs, <= 4)."),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision: default auto (bf16 on CPUs "
                                     "with AMX/AVX-512 BF16, fp16 on CUDA, else fp32); --amp forces it, --no-amp fp32."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out/--name from weights/last.pt."),

@@ -24,13 +24,20 @@ from rtvp.training.stages import EvalFactory, stage_dirs
 from rtvp.training.trainer import EvalFn
 
 
+def _workers(cfg: TrainConfig) -> int:
+    """``cfg.workers``, or the default for its device when it is ``None``."""
+    from rtvp.device import default_workers, resolve_device
+
+    return default_workers(resolve_device(cfg.device)) if cfg.workers is None else cfg.workers
+
+
 def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int | None = None) -> EvalFactory:
     """``make_eval(stage, meta)`` for :func:`rtvp.training.stages.train`.
 
     Args:
         cfg: the run config (benchmark, protocol, imgsz).
         batch: eval batch size (default ``cfg.batch``).
-        workers: eval loader workers (default ``cfg.workers``).
+        workers: eval loader workers (default ``cfg.workers``; ``None`` there: ``rtvp.device.default_workers``).
     """
     if cfg.data is None:
         return lambda stage, meta: None
@@ -42,7 +49,7 @@ def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int |
         run = make_eval_fn(Path(cfg.data), cfg.protocol, imgsz=cfg.imgsz, batch=batch or cfg.batch,
                            text_embeddings=meta.get("text_embeddings"),
                            text_encoder_name=cfg.model.text_encoder,
-                           workers=cfg.workers if workers is None else workers)
+                           workers=_workers(cfg) if workers is None else workers)
         vocabulary = list(meta["vocabulary"])
 
         def eval_fn(model: nn.Module) -> dict[str, Any]:

@@ -117,3 +117,8 @@ def default_workers(device: torch.device, cpus: int | None = None) -> int:
         return min(4, cpus)
     return 0 if cpus <= 2 else min(4, cpus // 2)
 
+
+def resolve_workers(workers: int | None, device: torch.device) -> int:
+    """``workers``, or :func:`default_workers` for ``device`` when it is ``None`` (``TrainConfig.workers``)."""
+    return default_workers(device) if workers is None else workers
+

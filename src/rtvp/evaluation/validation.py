@@ -17,18 +17,12 @@ from typing import Any
 
 from torch import nn
 
+from rtvp.device import resolve_device, resolve_workers
 from rtvp.evaluation.inference import make_eval_fn
 from rtvp.fileio import atomic_write_text
 from rtvp.training.config import TrainConfig
 from rtvp.training.stages import EvalFactory, stage_dirs
 from rtvp.training.trainer import EvalFn
-
-
-def _workers(cfg: TrainConfig) -> int:
-    """``cfg.workers``, or the default for its device when it is ``None``."""
-    from rtvp.device import default_workers, resolve_device
-
-    return default_workers(resolve_device(cfg.device)) if cfg.workers is None else cfg.workers
 
 
 def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int | None = None) -> EvalFactory:
@@ -49,7 +43,8 @@ def make_eval_factory(cfg: TrainConfig, batch: int | None = None, workers: int |
         run = make_eval_fn(Path(cfg.data), cfg.protocol, imgsz=cfg.imgsz, batch=batch or cfg.batch,
                            text_embeddings=meta.get("text_embeddings"),
                            text_encoder_name=cfg.model.text_encoder,
-                           workers=_workers(cfg) if workers is None else workers)
+                           workers=resolve_workers(cfg.workers, resolve_device(cfg.device)) if workers is None
+                           else workers)
         vocabulary = list(meta["vocabulary"])
 
         def eval_fn(model: nn.Module) -> dict[str, Any]:

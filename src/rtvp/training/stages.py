@@ -22,7 +22,7 @@ import torch
 from rtvp.checkpoint import load_checkpoint
 from rtvp.config import to_dict
 from rtvp.data import DetectionDataset, build_dataloader
-from rtvp.device import default_workers, resolve_device
+from rtvp.device import resolve_device, resolve_workers
 from rtvp.errors import CheckpointError, ConfigError
 from rtvp.loss import DetectionCriterion
 from rtvp.models import ExpertDetector, build_model
@@ -120,10 +120,8 @@ def build_train_set(cfg: TrainConfig, stage: str) -> DetectionDataset:
 def make_loader(cfg: TrainConfig, ds: DetectionDataset, dist: DistInfo) -> torch.utils.data.DataLoader:
     """Resumable, sharded training loader (per-rank batch)."""
     device = resolve_device(cfg.device, dist.local_rank)
-    on_cuda = device.type == "cuda"
-    workers = default_workers(device) if cfg.workers is None else cfg.workers
-    return build_dataloader(ds, per_rank_batch(cfg, dist), shuffle=True, workers=workers, seed=cfg.seed,
-                            distributed=dist.distributed, pin_memory=on_cuda)
+    return build_dataloader(ds, per_rank_batch(cfg, dist), shuffle=True, workers=resolve_workers(cfg.workers, device),
+                            seed=cfg.seed, distributed=dist.distributed, pin_memory=device.type == "cuda")
 
 
 def class_text_table(cfg: TrainConfig, texts: list[str], dist: DistInfo,

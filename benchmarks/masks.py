@@ -7,7 +7,8 @@ same epochs, image size and batch, its boxes and masks scored by rtvp's evaluato
 length: each
 CrackForest val ground-truth crack is matched to the predicted mask of highest IoU (any class); its skeleton length
 (``rtvp.masks.measure_mask``) is compared with the ground-truth mask's, and per image the union of the predicted masks
-with the union of the cracks, at each ``--length-conf`` threshold and at the one calibrated on the training images.
+with the union of the cracks, at each ``--length-conf`` threshold (mask probability 0.5) and at the confidence and
+mask-probability thresholds calibrated together on the training images.
 ``--quick`` runs the same code on the tiny synthetic benchmark.
 
     python benchmarks/masks.py --epochs 30 --imgsz 320
@@ -38,7 +39,9 @@ from _train import (
 RECIPE = REPO / "configs" / "benchmarks" / "mmioc-masks.yaml"
 CRACK_SCENE = "road pavement"
 CONF_GRID = (0.25, 0.15, 0.1, 0.05, 0.03, 0.02, 0.01)
-"""Thresholds :func:`calibrated_conf` tries on the training images."""
+"""Confidence thresholds :func:`calibrated_conf` tries on the training images."""
+MASK_THR_GRID = (0.5, 0.4, 0.3, 0.2)
+"""Mask probability thresholds (``Predictor(mask_thr=...)``, ``rtvp predict --mask-thr``) it tries with them."""
 
 
 def _rel_errors(pairs: list[tuple[float, float, float]], n: int) -> dict[str, Any]:
@@ -49,12 +52,14 @@ def _rel_errors(pairs: list[tuple[float, float, float]], n: int) -> dict[str, An
 
 
 def crack_lengths(weights: str, bench: Path, imgsz: int, confs: Sequence[float] = (0.25,),
-                  scene: str = CRACK_SCENE, split: str = "closed_val") -> dict[str, dict[str, Any]]:
+                  scene: str = CRACK_SCENE, split: str = "closed_val",
+                  mask_thr: float = 0.5) -> dict[str, dict[str, Any]]:
     """Skeleton length of predicted vs ground-truth crack masks on the ``split`` images of ``scene``, per threshold.
 
     Per crack: each ground-truth crack against the predicted mask of highest IoU. Per image: the union of the
     ground-truth cracks against the union of the predicted masks (the total crack length an inspector reads off).
-    The model predicts once at the lowest threshold; each threshold keeps the detections at or above it.
+    The model predicts once at the lowest threshold; each threshold keeps the detections at or above it. A pixel is
+    in a mask when its mask probability exceeds ``mask_thr``.
 
     Returns:
         ``{str(conf): {"matched", "gt", "median_rel_error", "within_10pct", "pairs": [(gt_len, pred_len, iou)],
@@ -68,7 +73,7 @@ def crack_lengths(weights: str, bench: Path, imgsz: int, confs: Sequence[float] 
     coco = COCO(str(bench / "annotations" / f"{split}.json"))
     cats = [c["id"] for c in coco.loadCats(coco.getCatIds()) if c.get("scene") == scene]
     images = sorted({a["image_id"] for a in coco.loadAnns(coco.getAnnIds(catIds=cats))})
-    predictor = Predictor(weights, conf=min(confs), imgsz=imgsz)
+    predictor = Predictor(weights, conf=min(confs), imgsz=imgsz, mask_thr=mask_thr)
     paths = [bench / coco.imgs[i]["file_name"] for i in images]
     found = {conf: ([], []) for conf in confs}  # conf -> (pairs, image_pairs)
     n_gt = 0
@@ -108,17 +113,28 @@ def _crack_pairs(masks: np.ndarray, gts: list[np.ndarray], measure: Any) -> list
     return pairs
 
 
-def calibrated_conf(weights: str, bench: Path, imgsz: int, scene: str) -> tuple[float, dict[str, Any]]:
-    """The threshold of :data:`CONF_GRID` with the lowest median per-image length error on the *training* images.
+def calibrated_conf(weights: str, bench: Path, imgsz: int, scene: str) -> tuple[float, float, dict[str, Any]]:
+    """The (confidence, mask probability) thresholds of :data:`CONF_GRID` x :data:`MASK_THR_GRID` with the lowest
+    median per-image length error on the *training* images.
 
-    Chosen without the val images, so the val figure at it is not tuned on val (the model has seen these images,
-    so they over-state its confidence: the chosen threshold leans high, if anything).
+    Chosen without the val images, so the val figure at them is not tuned on val (the model has seen these images,
+    so they over-state its confidence: the chosen thresholds lean high, if anything). Ties go to the higher
+    confidence, then to the mask threshold nearer 0.5.
+
+    Returns:
+        ``(conf, mask_thr, {str(mask_thr): {str(conf): train figures}})``.
     """
-    train = crack_lengths(weights, bench, imgsz, CONF_GRID, scene, split="closed_train")
-    errors = {c: r["image_median_rel_error"] for c, r in train.items() if r["image_median_rel_error"] is not None}
-    best = min(errors, key=lambda c: (errors[c], -float(c))) if errors else str(max(CONF_GRID))
-    return float(best), {c: {k: r[k] for k in ("image_median_rel_error", "image_within_10pct", "matched", "gt")}
-                         for c, r in train.items()}
+    table, errors = {}, {}
+    for thr in MASK_THR_GRID:
+        train = crack_lengths(weights, bench, imgsz, CONF_GRID, scene, split="closed_train", mask_thr=thr)
+        table[str(thr)] = {c: {k: r[k] for k in ("image_median_rel_error", "image_within_10pct", "matched", "gt")}
+                           for c, r in train.items()}
+        errors.update({(float(c), thr): r["image_median_rel_error"] for c, r in train.items()
+                       if r["image_median_rel_error"] is not None})
+    if not errors:
+        return max(CONF_GRID), 0.5, table
+    conf, thr = min(errors, key=lambda k: (errors[k], -k[0], abs(k[1] - 0.5)))
+    return conf, thr, table
 
 
 def length_rows(length: dict[str, Any]) -> list[list[Any]]:
@@ -209,11 +225,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         raw[name] = {"train": trained, "metrics": metrics, "cost": cost}
         if masks:
             scene = "metal" if args.quick else CRACK_SCENE
-            conf, on_train = calibrated_conf(trained["best"], bench, budget.imgsz, scene)
+            conf, thr, on_train = calibrated_conf(trained["best"], bench, budget.imgsz, scene)
             confs = sorted({*args.length_conf, conf}, reverse=True)
             by_conf = crack_lengths(trained["best"], bench, budget.imgsz, confs, scene)
+            calibrated = by_conf[str(conf)] if thr == 0.5 else crack_lengths(
+                trained["best"], bench, budget.imgsz, [conf], scene, mask_thr=thr)[str(conf)]
             raw[name].update({"crack_length_by_conf": by_conf, "crack_length": by_conf[str(args.length_conf[0])],
-                              "calibrated_conf": conf, "calibration_on_train": on_train})
+                              "calibrated_conf": conf, "calibrated_mask_thr": thr,
+                              "crack_length_calibrated": calibrated, "calibration_on_train": on_train})
         table.rows.append([name, pct(metrics, "AP"), pct(metrics, "AP50"), pct(metrics, "mask_AP"),
                            pct(metrics, "mask_AP50"), cost.get("params_M"), cost.get("GFLOPs"),
                            trained["wall_s"] / 60])
@@ -223,22 +242,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         table.rows.append(["YOLOv8n-seg (Ultralytics, scratch)", pct(m, "AP"), pct(m, "AP50"), pct(m, "mask_AP"),
                            pct(m, "mask_AP50"), c["params_M"], c["GFLOPs"], yolo["train"]["wall_s"] / 60])
     lengths = Table("crack_length", "Crack length on CrackForest val: predicted vs ground-truth mask skeleton",
-                    ["Model", "conf", "unit", "GT", "measured", "median rel. error %", "within 10 % (share of GT) %",
-                     "median pred/GT"])
+                    ["Model", "conf", "mask thr", "unit", "GT", "measured", "median rel. error %",
+                     "within 10 % (share of GT) %", "median pred/GT"])
     for name, cell in raw.items():
-        for conf, length in cell.get("crack_length_by_conf", {}).items():
-            label = f"{conf} (calibrated)" if float(conf) == cell["calibrated_conf"] else conf
-            lengths.rows.extend([name, label, *row] for row in length_rows(length))
+        if "crack_length_by_conf" not in cell:
+            continue
+        for conf, length in cell["crack_length_by_conf"].items():
+            lengths.rows.extend([name, conf, 0.5, *row] for row in length_rows(length))
+        conf, thr = cell["calibrated_conf"], cell["calibrated_mask_thr"]
+        lengths.rows.extend([name, f"{conf} (calibrated)", f"{thr} (calibrated)", *row]
+                            for row in length_rows(cell["crack_length_calibrated"]))
     notes = ["AP in %, rtvp evaluator for every row; mask AP over the images/classes with mask ground truth (all of "
              "them here). YOLOv8n-seg: Ultralytics predictions (conf 0.001, NMS IoU 0.7, max 100 per image, "
              "retina masks) scored by the same evaluator; its own validator's figures are in the raw JSON.",
              "Crack length: skeleton length (rtvp.masks.measure_mask) of the best-IoU predicted mask vs the "
              "ground-truth mask (per crack), and of the union of the predicted masks vs the union of the ground-truth "
              "cracks (per image; an image with no prediction measures 0), at each confidence threshold `conf` "
-             "(rtvp predict's default is 0.25). (calibrated): the threshold of "
-             f"{', '.join(map(str, CONF_GRID))} with the lowest median per-image error on the closed_train images "
-             "(chosen without the val images; raw: calibration_on_train). median pred/GT: the median ratio of the "
-             "two lengths (below 1: the masks measure short)."]
+             "(rtvp predict's default is 0.25) with the mask probability threshold 0.5 (--mask-thr's default). "
+             "(calibrated): the pair of confidence "
+             f"({', '.join(map(str, CONF_GRID))}) and mask probability ({', '.join(map(str, MASK_THR_GRID))}) "
+             "thresholds with the lowest median per-image error on the closed_train images (chosen without the val "
+             "images; raw: calibration_on_train). median pred/GT: the median ratio of the two lengths (below 1: the "
+             "masks measure short)."]
     run.write([table, lengths], notes, extra={"raw": raw})
 
 

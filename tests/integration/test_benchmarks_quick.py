@@ -306,12 +306,18 @@ def test_masks_quick(work: Path) -> None:
     assert all(g > 0 and p >= 0 and 0 <= iou <= 1 for g, p, iou in length["image_pairs"])
     by_conf = seg["crack_length_by_conf"]
     assert length == by_conf["0.25"] and str(seg["calibrated_conf"]) in by_conf  # the first --length-conf; calibrated
-    assert set(seg["calibration_on_train"]) == {str(c) for c in masks.CONF_GRID}
+    assert set(seg["calibration_on_train"]) == {str(t) for t in masks.MASK_THR_GRID}
+    assert all(set(by_thr) == {str(c) for c in masks.CONF_GRID} for by_thr in seg["calibration_on_train"].values())
+    conf, thr = seg["calibrated_conf"], seg["calibrated_mask_thr"]
+    best = min(r["image_median_rel_error"] for by_thr in seg["calibration_on_train"].values() for r in by_thr.values())
+    assert seg["calibration_on_train"][str(thr)][str(conf)]["image_median_rel_error"] == best  # chosen on train
+    assert seg["crack_length_calibrated"]["images"] == length["images"]
     matched = [by_conf[c]["matched"] for c in sorted(by_conf, key=float, reverse=True)]
     assert matched == sorted(matched)  # a lower threshold keeps a superset of the detections
     rows = _csv(work, "masks", "crack_length")
-    assert [r["unit"] for r in rows] == ["crack (best-IoU mask)", "image (union of cracks)"] * len(by_conf)
-    assert sum(r["conf"].endswith("(calibrated)") for r in rows) == 2
+    assert [r["unit"] for r in rows] == ["crack (best-IoU mask)", "image (union of cracks)"] * (len(by_conf) + 1)
+    assert [r["mask thr"] for r in rows[:-2]] == ["0.5"] * (2 * len(by_conf))
+    assert [(r["conf"], r["mask thr"]) for r in rows[-2:]] == [(f"{conf} (calibrated)", f"{thr} (calibrated)")] * 2
     rows = ["expert-tiny", "expert-tiny + masks"] + (["YOLOv8n-seg (Ultralytics, scratch)"] if yolo else [])
     assert [r["Model"] for r in _csv(work, "masks", "masks")] == rows
     if yolo:  # its masks went through the yolo-seg export, Ultralytics and back into rtvp's mask evaluator

@@ -29,6 +29,9 @@ def predict(
                              "on CPUs with AMX / AVX-512 BF16, boxes within bf16 rounding of fp32)."),
     px_size: float | None = typer.Option(None, "--px-size", metavar="MM", help="Pixel size in millimetres per pixel "
                                          "(> 0): entries with masks also get area_mm (mm²), length_mm, width_mm."),
+    mask_thr: float = typer.Option(0.5, "--mask-thr", help="Mask probability a pixel must exceed (mask branch); "
+                                   "lower keeps more of thin defects such as cracks: `benchmarks/masks.py` picks one "
+                                   "on the training images."),
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 
@@ -40,11 +43,13 @@ def predict(
     from rtvp.deploy.runners import is_exported, open_predictor
     from rtvp.masks import check_px_size
     from rtvp.predict.inputs import iter_sources
+    from rtvp.predict.masks import check_mask_thr
     from rtvp.predict.outputs import check_output_dir, save_predictions
     from rtvp.vocabulary import parse_prompts
 
     check_output_dir(out)  # before the model loads and the images run
     check_px_size(px_size, "--px-size")
+    check_mask_thr(mask_thr)
     words = parse_prompts(prompts, prompts_file) if (prompts is not None or prompts_file is not None) else None
     shots = None
     if exemplars is not None:
@@ -56,7 +61,7 @@ def predict(
             raise ConfigError(f"--exemplars needs the checkpoint: {weights.name} has its prompts baked in at export")
     sources = iter_sources(source)
     predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch,
-                               amp=amp)
+                               amp=amp, mask_thr=mask_thr)
     summary = save_predictions(predictor, sources, out, words, save_maps=save_maps, save_images=save_images,
                                exemplars=shots, px_size=px_size)
     _report(summary, out, from_checkpoint=words is None and shots is None)

@@ -34,12 +34,13 @@ class OnnxPredictor(ExportedPredictor):
         batch: images per run.
         providers: onnxruntime execution providers (default CPU).
         threads: intra-op threads (0: onnxruntime's default).
+        mask_thr: mask probability a pixel must exceed (graphs with the mask outputs).
     """
 
     def __init__(self, path: str | Path, conf: float | None = None, iou: float | None = None,
                  max_det: int | None = None, batch: int = 8, providers: Sequence[str] | None = None,
-                 threads: int = 0) -> None:
-        super().__init__(path, "ONNX", conf, iou, max_det, batch)
+                 threads: int = 0, mask_thr: float = 0.5) -> None:
+        super().__init__(path, "ONNX", conf, iou, max_det, batch, mask_thr)
         try:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - onnxruntime is a dependency

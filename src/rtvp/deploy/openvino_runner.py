@@ -34,12 +34,13 @@ class OpenVINOPredictor(ExportedPredictor):
         precision: ``f32`` (default: exact fp32 layers, the int8 layers of a quantized IR stay int8) or ``bf16``
             (OpenVINO's ``INFERENCE_PRECISION_HINT``; fast only on CPUs with native bf16).
         device: OpenVINO device name.
+        mask_thr: mask probability a pixel must exceed (graphs with the mask outputs).
     """
 
     def __init__(self, path: str | Path, conf: float | None = None, iou: float | None = None,
                  max_det: int | None = None, batch: int = 8, threads: int = 0, precision: str = "f32",
-                 device: str = "CPU") -> None:
-        super().__init__(path, "OpenVINO IR", conf, iou, max_det, batch)
+                 device: str = "CPU", mask_thr: float = 0.5) -> None:
+        super().__init__(path, "OpenVINO IR", conf, iou, max_det, batch, mask_thr)
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r}: use one of {PRECISIONS}")
         ov = require_openvino()

@@ -16,7 +16,8 @@ def is_exported(weights: str | Path) -> bool:
 
 
 def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
-                   iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False) -> Any:
+                   iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False,
+                   mask_thr: float = 0.5) -> Any:
     """A predictor with the ``Predictor`` contract for a checkpoint, an ``.onnx`` file or an OpenVINO ``.xml``.
 
     Args:
@@ -28,6 +29,7 @@ def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None =
         max_det: detections per image.
         batch: images per forward pass.
         amp: bf16 autocast forward (checkpoints on the CPU, ``Predictor(amp=...)``).
+        mask_thr: mask probability a pixel must exceed (models with the mask branch).
 
     Raises:
         ConfigError: a GPU device, another size or ``amp`` for an exported file (the message names the fix).
@@ -37,7 +39,8 @@ def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None =
     if kind is None:
         from rtvp.predict.predictor import Predictor
 
-        return Predictor(path, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch, amp=amp)
+        return Predictor(path, device=device, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, batch=batch, amp=amp,
+                         mask_thr=mask_thr)
     if device != "cpu":
         raise ConfigError(f"{path}: {kind} files run on the CPU; drop --device {device} (or use the checkpoint)")
     if amp:
@@ -47,7 +50,7 @@ def open_predictor(weights: str | Path, device: str = "cpu", imgsz: int | None =
         from rtvp.deploy.onnx_runner import OnnxPredictor as Runner
     else:
         from rtvp.deploy.openvino_runner import OpenVINOPredictor as Runner
-    runner = Runner(path, conf=conf, iou=iou, max_det=max_det, batch=batch)
+    runner = Runner(path, conf=conf, iou=iou, max_det=max_det, batch=batch, mask_thr=mask_thr)
     if imgsz is not None and int(imgsz) != runner.imgsz:
         raise ConfigError(f"{path}: exported at {runner.imgsz} px, so --imgsz {imgsz} cannot apply; leave --imgsz "
                           f"out or re-export with `rtvp export --imgsz {imgsz}`")

@@ -20,7 +20,7 @@ import numpy as np
 from rtvp.errors import ConfigError, DataError
 from rtvp.fileio import read_json
 from rtvp.imaging import letterbox, read_image, to_channels, unletterbox_boxes
-from rtvp.predict.masks import detection_masks
+from rtvp.predict.masks import check_mask_thr, detection_masks
 from rtvp.structures import Detections
 from rtvp.vocabulary import Resolved
 
@@ -132,6 +132,7 @@ class ExportedPredictor:
         iou: NMS IoU threshold (default: the sidecar's; in-graph NMS uses the exported one).
         max_det: detections per image (default: the sidecar's).
         batch: images per run.
+        mask_thr: mask probability a pixel must exceed (graphs with the mask outputs).
 
     Attributes:
         sidecar: the sidecar dict; ``arch``, ``imgsz``, ``channels``, ``class_names`` are read from it.
@@ -141,7 +142,7 @@ class ExportedPredictor:
     device = "cpu"
 
     def __init__(self, path: str | Path, kind: str, conf: float | None = None, iou: float | None = None,
-                 max_det: int | None = None, batch: int = 8) -> None:
+                 max_det: int | None = None, batch: int = 8, mask_thr: float = 0.5) -> None:
         self.path, self.kind = Path(path), kind
         self.sidecar = read_sidecar(self.path, kind)
         side = self.sidecar
@@ -152,6 +153,7 @@ class ExportedPredictor:
         self.iou = float(side.get("iou", 0.7) if iou is None else iou)
         self.max_det = int(side.get("max_det", 300) if max_det is None else max_det)
         self.batch = int(batch)
+        self.mask_thr = check_mask_thr(mask_thr)
         if not (0.0 <= self.conf < 1.0 and 0.0 < self.iou <= 1.0 and self.max_det >= 1 and self.batch >= 1):
             raise ConfigError(f"need 0 <= conf < 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got conf={self.conf}, "
                               f"iou={self.iou}, max_det={self.max_det}, batch={self.batch}")
@@ -200,7 +202,8 @@ class ExportedPredictor:
         if "protos" not in self.output_names:
             return None
         coef = outputs[self.output_names.index("mask_coef")][b][anchor]
-        return detection_masks(coef, outputs[self.output_names.index("protos")][b], boxes, scale, pad, size)
+        return detection_masks(coef, outputs[self.output_names.index("protos")][b], boxes, scale, pad, size,
+                               self.mask_thr)
 
     def _run(self, sources: Sequence[Source]) -> Iterator[tuple[Source, str, np.ndarray, Detections]]:
         """``(source, name, image, detections)`` per readable source, input order."""

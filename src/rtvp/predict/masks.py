@@ -4,8 +4,9 @@ The mask logits ``coef . protos`` live on the stride-4 grid of the letterboxed i
 every original pixel ``(x, y)`` is sampled (bilinear, ``cv2.remap``) at its letterboxed position
 ``((x + 0.5) * scale + pad) / 4 - 0.5`` in grid-index units, so the mask goes straight to the original frame with
 no full-size upsample, and the work is proportional to the box area. A pixel belongs to the mask when its
-logit is > 0 (probability 0.5) and its centre lies in the box. The PyTorch predictor and the exported-model
-runners (ONNX Runtime, OpenVINO) share this function, so their masks agree wherever their outputs do.
+probability is above ``threshold`` (0.5 by default: logit > 0) and its centre lies in the box. The PyTorch
+predictor and the exported-model runners (ONNX Runtime, OpenVINO) share this function, so their masks agree wherever
+their outputs do.
 """
 
 from __future__ import annotations
@@ -13,8 +14,22 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from rtvp.errors import ConfigError
+
 PROTO_STRIDE = 4
 """Input pixels per prototype cell (``rtvp.models.segment.PROTO_STRIDE``; a test keeps them equal)."""
+
+
+def check_mask_thr(mask_thr: float) -> float:
+    """Validate a mask probability threshold (``--mask-thr``): a number strictly between 0 and 1.
+
+    Raises:
+        ConfigError: anything else (the message names ``--mask-thr`` and the default).
+    """
+    if isinstance(mask_thr, bool) or not isinstance(mask_thr, (int, float, np.number)) or not 0.0 < mask_thr < 1.0:
+        raise ConfigError(f"--mask-thr must be a mask probability strictly between 0 and 1 (default 0.5; lower "
+                          f"keeps more of thin defects such as cracks); got {mask_thr!r}")
+    return float(mask_thr)
 
 
 def box_pixels(box: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:
@@ -25,7 +40,7 @@ def box_pixels(box: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:
 
 
 def detection_masks(coef: np.ndarray, protos: np.ndarray, boxes: np.ndarray, scale: float,
-                    pad: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+                    pad: tuple[float, float], size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
     """Binary masks of one image's detections in original pixels.
 
     Args:
@@ -35,6 +50,7 @@ def detection_masks(coef: np.ndarray, protos: np.ndarray, boxes: np.ndarray, sca
         scale: letterbox resize ratio (``letterboxed = original * scale + pad``).
         pad: letterbox ``(pad_x, pad_y)``.
         size: original ``(h, w)``.
+        threshold: mask probability a pixel must exceed, in ``(0, 1)`` (0.5: logit > 0).
 
     Returns:
         ``(N, h, w)`` bool.
@@ -43,6 +59,8 @@ def detection_masks(coef: np.ndarray, protos: np.ndarray, boxes: np.ndarray, sca
     out = np.zeros((len(boxes), h, w), dtype=bool)
     if not len(boxes):
         return out
+    threshold = check_mask_thr(threshold)
+    cut = float(np.log(threshold / (1.0 - threshold)))  # sigmoid(logit) > threshold  <=>  logit > cut
     nm, hp, wp = protos.shape
     logits = (np.asarray(coef, np.float32) @ np.asarray(protos, np.float32).reshape(nm, -1)).reshape(-1, hp, wp)
     for i, box in enumerate(np.asarray(boxes, np.float32)):
@@ -53,5 +71,5 @@ def detection_masks(coef: np.ndarray, protos: np.ndarray, boxes: np.ndarray, sca
         my = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * scale + pad[1]) / PROTO_STRIDE - 0.5
         grid_x, grid_y = (g.astype(np.float32) for g in np.meshgrid(mx, my))
         sampled = cv2.remap(logits[i], grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[i, y0:y1, x0:x1] = sampled > 0
+        out[i, y0:y1, x0:x1] = sampled > cut
     return out

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rtvp.device import resolve_device
 from rtvp.errors import ConfigError, DataError
@@ -33,7 +32,8 @@ from rtvp.models.decode import decode_boxes, postprocess
 from rtvp.models.outputs import RawOutputs
 from rtvp.predict.exemplars import Exemplar, exemplar_vectors
 from rtvp.predict.loading import ModelMeta, PromptedModel, bind_prompts, build_encoder, load_model, text_table
-from rtvp.predict.masks import detection_masks
+from rtvp.predict.maps import maps_to_images
+from rtvp.predict.masks import check_mask_thr, detection_masks
 from rtvp.structures import Detections
 from rtvp.vocabulary import Resolved, Vocabulary
 
@@ -88,33 +88,6 @@ def select(outputs: RawOutputs, conf: float, iou: float, max_det: int,
     return postprocess(outputs, conf=conf, iou=iou, max_det=max_det, max_nms=max_nms, return_anchors=True)
 
 
-def maps_to_images(maps: dict[str, list[torch.Tensor]], geo: Letterboxed, imgsz: int) -> list[dict[str, np.ndarray]]:
-    """RVP maps per level -> one ``(H, W)`` map per image and kind, in original pixels.
-
-    Levels are upsampled (bilinear) to the letterboxed frame and combined: uncertainty by the mean over levels,
-    selection by the maximum (a cell selected at any level shows). The letterbox border is cropped off.
-
-    Args:
-        maps: ``{"uncertainty": [(B, 1, H_i, W_i)], "selection": [...]}`` (``RawOutputs.maps``).
-        geo: letterbox geometry of the batch.
-        imgsz: letterboxed side.
-    """
-    import cv2
-
-    out: list[dict[str, np.ndarray]] = [{} for _ in range(len(geo.scales))]
-    for kind, levels in maps.items():
-        if not levels:
-            continue
-        up = torch.stack([F.interpolate(m.float(), size=(imgsz, imgsz), mode="bilinear", align_corners=False)
-                          for m in levels])  # (L, B, 1, S, S)
-        full = (up.amax(0) if kind == "selection" else up.mean(0))[:, 0].clamp(0, 1).cpu().numpy()
-        for b, (scale, (px, py), (h, w)) in enumerate(zip(geo.scales, geo.pads, geo.sizes, strict=True)):
-            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-            crop = np.ascontiguousarray(full[b, int(py) : int(py) + nh, int(px) : int(px) + nw])
-            out[b][kind] = cv2.resize(crop, (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
-    return out
-
-
 MIN_BOX_PX = 0.01
 """Smallest width/height (original pixels) of a reported box: the precision COCO results are written with; a box
 that lies in the letterbox padding is clipped to zero size by the unletterbox step and is not a detection (a results
@@ -123,8 +96,8 @@ file with such boxes is refused by ``rtvp val --predictions``)."""
 
 @torch.no_grad()
 def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, class_names: list[str],
-              conf: float, iou: float, max_det: int, with_maps: bool = False,
-              amp: bool = False) -> tuple[list[Detections], list[dict[str, np.ndarray]]]:
+              conf: float, iou: float, max_det: int, with_maps: bool = False, amp: bool = False,
+              mask_thr: float = 0.5) -> tuple[list[Detections], list[dict[str, np.ndarray]]]:
     """Run the prompted model on a letterboxed batch and map the detections back to original pixels.
 
     Args:
@@ -137,6 +110,7 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
         max_det: detections per image.
         with_maps: also return the RVP uncertainty/selection maps in original pixels.
         amp: the forward under CPU bf16 autocast (decoding, NMS and maps in fp32).
+        mask_thr: mask probability a pixel must exceed (models with the mask branch).
 
     Returns:
         ``(detections per image, maps per image)`` (maps are empty dicts unless asked and the model has RVP);
@@ -159,7 +133,8 @@ def run_batch(prompted: PromptedModel, images: torch.Tensor, geo: Letterboxed, c
                 .float().cpu().numpy()
         masks = None if outputs.mask_coef is None else detection_masks(
             outputs.mask_coef[b, torch.from_numpy(anchors).to(outputs.mask_coef.device)].float().cpu().numpy(),
-            outputs.protos[b].float().cpu().numpy(), xyxy[keep], float(geo.scales[b]), tuple(geo.pads[b]), (h, w))
+            outputs.protos[b].float().cpu().numpy(), xyxy[keep], float(geo.scales[b]), tuple(geo.pads[b]), (h, w),
+            mask_thr)
         dets.append(Detections(xyxy[keep], scores.cpu().numpy()[keep], labels.cpu().numpy()[keep], list(class_names),
                                data, masks))
     maps = maps_to_images(outputs.maps, geo, images.shape[-1]) if with_maps and outputs.maps else [{} for _ in dets]
@@ -195,6 +170,9 @@ class Predictor:
         amp: run the model under CPU bf16 autocast (decoding and NMS stay fp32): on the AMD EPYC of
             ``benchmarks/results/cost/runtimes-quiet`` expert-n 24.0 vs 34.2 ms at 320 px, rtvpnet-n 75.3 vs
             98.9 ms; off by default, so ``rtvp val`` numbers stay fp32. Needs a CPU with native bf16 to pay off.
+        mask_thr: mask probability a pixel must exceed (mask branch; 0.5 by default). Thin defects end below 0.5
+            along their edges and gaps: on CrackForest a threshold chosen on the training images measured crack
+            length closer to the ground truth (``benchmarks/results/masks``).
 
     Attributes:
         vocabulary: the checkpoint's class texts.
@@ -206,7 +184,8 @@ class Predictor:
     """
 
     def __init__(self, weights: Path | str | dict, device: str = "cpu", imgsz: int | None = None, conf: float = 0.25,
-                 iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False) -> None:
+                 iou: float = 0.7, max_det: int = 300, batch: int = 8, amp: bool = False,
+                 mask_thr: float = 0.5) -> None:
         self.device = resolve_device(device)
         self.amp = bool(amp) and self.device.type == "cpu"
         self.model, self.meta = load_model(weights, self.device, fuse=True)
@@ -217,6 +196,7 @@ class Predictor:
             raise ConfigError(f"need 0 <= conf < 1, 0 < iou <= 1, max_det >= 1, batch >= 1; got conf={conf}, "
                               f"iou={iou}, max_det={max_det}, batch={batch}")
         self.conf, self.iou, self.max_det, self.batch = conf, iou, max_det, batch
+        self.mask_thr = check_mask_thr(mask_thr)
         self._encoder: Any = None
         # LRU of bound prompt lists: a long-running service sees many free-text prompt lists
         self._bound: OrderedDict[tuple[str, ...] | None, tuple[PromptedModel, list[Resolved]]] = OrderedDict()
@@ -366,7 +346,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack([b for b, _, _ in boxed]).transpose(0, 3, 1, 2).copy())
             batch = batch.to(self.device).float().div_(255.0)
             dets, maps = run_batch(prompted, batch, geo, names, self.conf, self.iou, self.max_det, save_maps,
-                                   amp=self.amp)
+                                   amp=self.amp, mask_thr=self.mask_thr)
             for (i, src, img), d, m in zip(read, dets, maps, strict=True):
                 name = f"array<{i}>" if isinstance(src, np.ndarray) else str(src)
                 yield Prediction(src, name, img, d, m)

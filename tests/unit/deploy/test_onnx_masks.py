@@ -69,3 +69,19 @@ def test_openvino_masks_equal_pytorch(exported, tmp_path):
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
         assert a.mask is not None and a.mask.shape == b.mask.shape
         assert (a.mask != b.mask).sum() <= 0.001 * b.mask.size
+
+
+def test_runner_mask_threshold_equals_pytorch(exported):
+    """``mask_thr`` reaches the exported runner's masks as it reaches the checkpoint's; a bad one is refused."""
+    from rtvp.deploy.runners import open_predictor
+    from rtvp.errors import ConfigError
+
+    weights, out, images = exported
+    got = open_predictor(out, conf=0.05, max_det=50, mask_thr=0.2).predict(images)
+    ref = Predictor(weights, conf=0.05, max_det=50, mask_thr=0.2).predict(images)
+    default = Predictor(weights, conf=0.05, max_det=50).predict(images)
+    assert sum(int(a.mask.sum()) for a in ref) > sum(int(a.mask.sum()) for a in default)
+    for a, b in zip(got, ref, strict=True):
+        assert (a.mask != b.mask).sum() <= 0.001 * b.mask.size
+    with pytest.raises(ConfigError, match="--mask-thr"):
+        OnnxPredictor(out, mask_thr=0.0)

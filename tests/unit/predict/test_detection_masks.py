@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from predict_toys import (
     one_thread,  # noqa: F401 - autouse fixture
     rtvpnet_ckpt,
     write_images,
 )
-from rtvp.predict.masks import box_pixels, detection_masks
+from rtvp.errors import ConfigError
+from rtvp.predict.masks import box_pixels, check_mask_thr, detection_masks
 from rtvp.predict.predictor import Predictor
 
 
@@ -51,3 +53,41 @@ def test_predictor_returns_a_mask_per_detection(tmp_path):
     plain = tmp_path / "p.pt"
     rtvpnet_ckpt(plain, imgsz=64)
     assert Predictor(plain, conf=0.05).predict(images[:1])[0].mask is None
+
+
+def test_mask_threshold_is_a_probability_cut():
+    # constant logit -0.5 (probability 0.378) inside the box; a ramp in x on the second prototype
+    protos = np.full((1, 8, 8), -0.5, np.float32)
+    box = np.array([[0, 0, 32, 32]], np.float32)
+    coef = np.ones((1, 1), np.float32)
+    assert not detection_masks(coef, protos, box, 1.0, (0, 0), (32, 32)).any()  # default 0.5
+    assert detection_masks(coef, protos, box, 1.0, (0, 0), (32, 32), threshold=0.37).all()
+    assert not detection_masks(coef, protos, box, 1.0, (0, 0), (32, 32), threshold=0.38).any()
+    ramp = np.broadcast_to(np.arange(8, dtype=np.float32) - 4.0, (1, 8, 8)).copy()  # logit = cell x - 4
+    cuts = {}
+    for thr in (0.5, 0.1):  # logit > 0 from cell x 4, logit > ln(1 / 9) = -2.197 from cell x 1.803
+        m = detection_masks(coef, ramp, box, 1.0, (0, 0), (32, 32), threshold=thr)
+        assert (m == m[:1]).all()  # the same in every row
+        cuts[thr] = int(np.argmax(m[0]))
+    # pixel x samples cell (x + 0.5) / 4 - 0.5: the first past cell 4 is x = 18 (4.125), past 1.803 x = 9 (1.875)
+    assert cuts == {0.5: 18, 0.1: 9}
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 2, True, "0.5", float("nan")])
+def test_bad_mask_threshold_is_refused_with_the_flag_name(bad):
+    with pytest.raises(ConfigError, match=r"--mask-thr must be a mask probability strictly between 0 and 1"):
+        check_mask_thr(bad)
+
+
+def test_predictor_mask_threshold_grows_the_masks(tmp_path):
+    weights = tmp_path / "w.pt"
+    rtvpnet_ckpt(weights, imgsz=64, masks=True)
+    images = write_images(tmp_path / "imgs", [(100, 60)])
+    with pytest.raises(ConfigError, match="--mask-thr"):
+        Predictor(weights, mask_thr=1.0)
+    base = Predictor(weights, conf=0.05).predict(images)[0]
+    low = Predictor(weights, conf=0.05, mask_thr=0.05).predict(images)[0]
+    high = Predictor(weights, conf=0.05, mask_thr=0.95).predict(images)[0]
+    np.testing.assert_array_equal(base.xyxy, low.xyxy)  # the threshold touches the masks only
+    assert (low.mask >= base.mask).all() and (base.mask >= high.mask).all()
+    assert low.mask.sum() > high.mask.sum()

@@ -130,6 +130,21 @@ def test_cli_px_size(tmp_path, monkeypatch):
     assert stub.streamed == 2  # the bad value stopped the run before any image
 
 
+def test_cli_mask_thr_reaches_the_predictor(tmp_path, monkeypatch):
+    import rtvp.deploy.runners as runners
+
+    opened = []
+    monkeypatch.setattr(runners, "open_predictor", lambda *a, **k: opened.append(k) or StubPredictor(_dets()))
+    runner, src = CliRunner(), _sources(tmp_path)[0]
+    args = ["predict", "--weights", "w.pt", "--source", str(src), "--out"]
+    assert runner.invoke(app, [*args, str(tmp_path / "o1")]).exit_code == 0
+    assert runner.invoke(app, [*args, str(tmp_path / "o2"), "--mask-thr", "0.3"]).exit_code == 0
+    assert [k["mask_thr"] for k in opened] == [0.5, 0.3]
+    res = runner.invoke(app, [*args, str(tmp_path / "o3"), "--mask-thr", "1"])
+    assert isinstance(res.exception, ConfigError) and "--mask-thr must be" in str(res.exception)
+    assert len(opened) == 2  # refused before the model opened
+
+
 # ---------------------------------------------------------------------------------------------------- drawing
 def test_overlay_changes_only_mask_pixels_in_the_box_colour():
     img = np.full((H, W, 3), GREY, np.uint8)

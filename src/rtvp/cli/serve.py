@@ -18,6 +18,8 @@ def serve(
     imgsz: int | None = typer.Option(None, "--imgsz", help="Inference size (default: the checkpoint's)."),
     conf: float = typer.Option(0.25, "--conf", help="Default score threshold (requests may override)."),
     iou: float = typer.Option(0.7, "--iou", help="Default NMS IoU threshold (requests may override)."),
+    mask_thr: float = typer.Option(0.5, "--mask-thr", help="Mask probability a pixel must exceed (mask branch; as "
+                                   "`rtvp predict --mask-thr`)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted image file in MiB."),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="Largest accepted width x height."),
     workers: int = typer.Option(2, "--workers", help="Decode/inference threads (inference itself is serialized)."),
@@ -33,6 +35,7 @@ def serve(
     import uvicorn
 
     from rtvp.deploy.runners import open_predictor
+    from rtvp.predict.masks import check_mask_thr
     from rtvp.service import ServeSettings, create_app
     from rtvp.service.settings import api_key_from_env
     from rtvp.tasks import LLMAnswerer, OfflineAnswerer
@@ -44,7 +47,8 @@ def serve(
     if not settings.loopback and settings.api_key is None:
         typer.secho(f"warning: serving on {host} without an API key; anyone who can reach this port can use it "
                     "(set --api-key-env)", fg=typer.colors.YELLOW, err=True)
-    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou)
+    check_mask_thr(mask_thr)
+    predictor = open_predictor(weights, device=device, imgsz=imgsz, conf=conf, iou=iou, mask_thr=mask_thr)
     use_llm = llm_url is not None or llm_model is not None
     answerer = LLMAnswerer.from_env(llm_url, llm_model, key_env=llm_key_env) if use_llm else OfflineAnswerer()
     app = create_app(predictor, settings, answerer)

@@ -119,6 +119,26 @@ def test_cli_refuses_unset_api_key_env(checkpoint, monkeypatch):
     assert isinstance(result.exception, ConfigError) and "RTVP_TEST_UNSET_KEY" in str(result.exception)
 
 
+def test_cli_mask_thr_reaches_the_served_predictor(checkpoint, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import rtvp.service
+    from rtvp.cli.main import app
+    from rtvp.errors import ConfigError
+
+    served, create = [], rtvp.service.create_app
+    monkeypatch.setattr(rtvp.service, "create_app", lambda predictor, *a: served.append(predictor) or create(
+        predictor, *a))
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: None)
+    result = CliRunner().invoke(app, ["serve", "--weights", str(checkpoint), "--mask-thr", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert [p.mask_thr for p in served] == [0.3]
+    result = CliRunner().invoke(app, ["serve", "--weights", str(checkpoint), "--mask-thr", "0"])
+    assert isinstance(result.exception, ConfigError) and "--mask-thr" in str(result.exception)
+    assert len(served) == 1
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -113,28 +113,33 @@ def _crack_pairs(masks: np.ndarray, gts: list[np.ndarray], measure: Any) -> list
     return pairs
 
 
-def calibrated_conf(weights: str, bench: Path, imgsz: int, scene: str) -> tuple[float, float, dict[str, Any]]:
-    """The (confidence, mask probability) thresholds of :data:`CONF_GRID` x :data:`MASK_THR_GRID` with the lowest
-    median per-image length error on the *training* images.
-
-    Chosen without the val images, so the val figure at them is not tuned on val (the model has seen these images,
-    so they over-state its confidence: the chosen thresholds lean high, if anything). Ties go to the higher
-    confidence, then to the mask threshold nearer 0.5.
+def calibration_table(weights: str, bench: Path, imgsz: int, scene: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-image length figures on the *training* images at every :data:`MASK_THR_GRID` x :data:`CONF_GRID` pair.
 
     Returns:
-        ``(conf, mask_thr, {str(mask_thr): {str(conf): train figures}})``.
+        ``{str(mask_thr): {str(conf): {"image_median_rel_error", "image_within_10pct", "matched", "gt"}}}``.
     """
-    table, errors = {}, {}
+    table = {}
     for thr in MASK_THR_GRID:
         train = crack_lengths(weights, bench, imgsz, CONF_GRID, scene, split="closed_train", mask_thr=thr)
         table[str(thr)] = {c: {k: r[k] for k in ("image_median_rel_error", "image_within_10pct", "matched", "gt")}
                            for c, r in train.items()}
-        errors.update({(float(c), thr): r["image_median_rel_error"] for c, r in train.items()
-                       if r["image_median_rel_error"] is not None})
+    return table
+
+
+def calibrated(table: dict[str, dict[str, dict[str, Any]]], mask_thrs: Sequence[float]) -> tuple[float, float]:
+    """The ``(conf, mask_thr)`` of ``table`` (:func:`calibration_table`) with the lowest median per-image error
+    among the mask thresholds ``mask_thrs``.
+
+    Chosen on the training images, without the val images, so the val figure there is not tuned on val (the model
+    has seen these images, so they over-state its confidence: the chosen thresholds lean high, if anything). Ties
+    go to the higher confidence, then to the mask threshold nearer 0.5; no figure at all gives the highest pair.
+    """
+    errors = {(float(c), float(t)): r["image_median_rel_error"] for t in map(str, mask_thrs)
+              for c, r in table[t].items() if r["image_median_rel_error"] is not None}
     if not errors:
-        return max(CONF_GRID), 0.5, table
-    conf, thr = min(errors, key=lambda k: (errors[k], -k[0], abs(k[1] - 0.5)))
-    return conf, thr, table
+        return max(CONF_GRID), max(mask_thrs)
+    return min(errors, key=lambda k: (errors[k], -k[0], abs(k[1] - 0.5)))
 
 
 def length_rows(length: dict[str, Any]) -> list[list[Any]]:
@@ -225,14 +230,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         raw[name] = {"train": trained, "metrics": metrics, "cost": cost}
         if masks:
             scene = "metal" if args.quick else CRACK_SCENE
-            conf, thr, on_train = calibrated_conf(trained["best"], bench, budget.imgsz, scene)
-            confs = sorted({*args.length_conf, conf}, reverse=True)
+            on_train = calibration_table(trained["best"], bench, budget.imgsz, scene)
+            conf05 = calibrated(on_train, [0.5])[0]  # the confidence alone, at the default mask threshold
+            conf, thr = calibrated(on_train, MASK_THR_GRID)  # both together
+            confs = sorted({*args.length_conf, conf05}, reverse=True)
             by_conf = crack_lengths(trained["best"], bench, budget.imgsz, confs, scene)
-            calibrated = by_conf[str(conf)] if thr == 0.5 else crack_lengths(
+            joint = by_conf[str(conf)] if (conf, thr) == (conf05, 0.5) else crack_lengths(
                 trained["best"], bench, budget.imgsz, [conf], scene, mask_thr=thr)[str(conf)]
             raw[name].update({"crack_length_by_conf": by_conf, "crack_length": by_conf[str(args.length_conf[0])],
-                              "calibrated_conf": conf, "calibrated_mask_thr": thr,
-                              "crack_length_calibrated": calibrated, "calibration_on_train": on_train})
+                              "calibrated_conf_mask05": conf05, "calibrated_conf": conf, "calibrated_mask_thr": thr,
+                              "crack_length_calibrated": joint, "calibration_on_train": on_train})
         table.rows.append([name, pct(metrics, "AP"), pct(metrics, "AP50"), pct(metrics, "mask_AP"),
                            pct(metrics, "mask_AP50"), cost.get("params_M"), cost.get("GFLOPs"),
                            trained["wall_s"] / 60])
@@ -248,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "crack_length_by_conf" not in cell:
             continue
         for conf, length in cell["crack_length_by_conf"].items():
-            lengths.rows.extend([name, conf, 0.5, *row] for row in length_rows(length))
+            label = f"{conf} (calibrated)" if float(conf) == cell["calibrated_conf_mask05"] else conf
+            lengths.rows.extend([name, label, 0.5, *row] for row in length_rows(length))
         conf, thr = cell["calibrated_conf"], cell["calibrated_mask_thr"]
         lengths.rows.extend([name, f"{conf} (calibrated)", f"{thr} (calibrated)", *row]
                             for row in length_rows(cell["crack_length_calibrated"]))
@@ -259,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
              "ground-truth mask (per crack), and of the union of the predicted masks vs the union of the ground-truth "
              "cracks (per image; an image with no prediction measures 0), at each confidence threshold `conf` "
              "(rtvp predict's default is 0.25) with the mask probability threshold 0.5 (--mask-thr's default). "
-             "(calibrated): the pair of confidence "
+             "(calibrated) with mask thr 0.5: the confidence threshold with the lowest median per-image error on "
+             "the closed_train images at mask probability 0.5; (calibrated) in both columns: the pair of confidence "
              f"({', '.join(map(str, CONF_GRID))}) and mask probability ({', '.join(map(str, MASK_THR_GRID))}) "
              "thresholds with the lowest median per-image error on the closed_train images (chosen without the val "
              "images; raw: calibration_on_train). median pred/GT: the median ratio of the two lengths (below 1: the "

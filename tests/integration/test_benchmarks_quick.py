@@ -305,18 +305,22 @@ def test_masks_quick(work: Path) -> None:
     assert 0 < length["images"] == len(length["image_pairs"]) <= length["gt"]  # one union per val image of the scene
     assert all(g > 0 and p >= 0 and 0 <= iou <= 1 for g, p, iou in length["image_pairs"])
     by_conf = seg["crack_length_by_conf"]
-    assert length == by_conf["0.25"] and str(seg["calibrated_conf"]) in by_conf  # the first --length-conf; calibrated
+    assert length == by_conf["0.25"] and str(seg["calibrated_conf_mask05"]) in by_conf  # 1st --length-conf
     assert set(seg["calibration_on_train"]) == {str(t) for t in masks.MASK_THR_GRID}
     assert all(set(by_thr) == {str(c) for c in masks.CONF_GRID} for by_thr in seg["calibration_on_train"].values())
     conf, thr = seg["calibrated_conf"], seg["calibrated_mask_thr"]
-    best = min(r["image_median_rel_error"] for by_thr in seg["calibration_on_train"].values() for r in by_thr.values())
-    assert seg["calibration_on_train"][str(thr)][str(conf)]["image_median_rel_error"] == best  # chosen on train
+    on_train = seg["calibration_on_train"]
+    best = min(r["image_median_rel_error"] for by_thr in on_train.values() for r in by_thr.values())
+    assert on_train[str(thr)][str(conf)]["image_median_rel_error"] == best  # chosen on train
+    at_05 = min(r["image_median_rel_error"] for r in on_train["0.5"].values())
+    assert on_train["0.5"][str(seg["calibrated_conf_mask05"])]["image_median_rel_error"] == at_05 >= best
     assert seg["crack_length_calibrated"]["images"] == length["images"]
     matched = [by_conf[c]["matched"] for c in sorted(by_conf, key=float, reverse=True)]
     assert matched == sorted(matched)  # a lower threshold keeps a superset of the detections
     rows = _csv(work, "masks", "crack_length")
     assert [r["unit"] for r in rows] == ["crack (best-IoU mask)", "image (union of cracks)"] * (len(by_conf) + 1)
     assert [r["mask thr"] for r in rows[:-2]] == ["0.5"] * (2 * len(by_conf))
+    assert sum(r["conf"].endswith("(calibrated)") for r in rows[:-2]) == 2
     assert [(r["conf"], r["mask thr"]) for r in rows[-2:]] == [(f"{conf} (calibrated)", f"{thr} (calibrated)")] * 2
     rows = ["expert-tiny", "expert-tiny + masks"] + (["YOLOv8n-seg (Ultralytics, scratch)"] if yolo else [])
     assert [r["Model"] for r in _csv(work, "masks", "masks")] == rows
@@ -386,3 +390,19 @@ def test_loader_workers_quick(work: Path) -> None:
     assert all(len(r["images_per_s"]) == 2 and r["median_after_first"] > 0 and r["wall_s"] > 0 for r in raw.values())
     rows = _csv(work, "loader_workers", "loader_workers")
     assert [r["workers"] for r in rows] == ["0", "1"] and float(rows[0]["x vs 0 workers"]) == 1.0
+
+
+def test_masks_calibration_picks_the_lowest_training_error() -> None:
+    import masks
+
+    def cell(err: float | None) -> dict[str, object]:
+        return {"image_median_rel_error": err, "image_within_10pct": None, "matched": 0, "gt": 1}
+
+    table = {str(t): {str(c): cell(0.5) for c in masks.CONF_GRID} for t in masks.MASK_THR_GRID}
+    table["0.5"]["0.05"] = cell(0.2)
+    table["0.3"]["0.01"] = cell(0.1)
+    table["0.4"]["0.1"] = cell(0.1)  # tie with (0.01, 0.3): the higher confidence wins
+    assert masks.calibrated(table, masks.MASK_THR_GRID) == (0.1, 0.4)
+    assert masks.calibrated(table, [0.5]) == (0.05, 0.5)  # the confidence alone, at the default mask threshold
+    empty = {t: {c: cell(None) for c in by} for t, by in table.items()}
+    assert masks.calibrated(empty, [0.5]) == (max(masks.CONF_GRID), 0.5)

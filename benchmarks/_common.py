@@ -208,6 +208,42 @@ def config_hash(config: Any) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """``(busy, total)`` jiffies of all CPUs from ``/proc/stat`` (None where it does not exist)."""
+    try:
+        with open(stat, encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cpus(interval: float = 0.5, stat: str = "/proc/stat") -> float | None:
+    """How many CPUs other processes keep busy now: the busy share of ``/proc/stat`` over ``interval`` seconds, times
+    the logical CPUs. None where ``/proc/stat`` does not exist.
+
+    Unlike the 1-minute load average, it does not count a run that has just ended: a script chained after a training
+    saw load ~2 on 2 cores and fell to 1 thread (the thirteenth session's CrackForest runs).
+    """
+    first = _cpu_times(stat)
+    if first is None:
+        return None
+    time.sleep(interval)
+    second = _cpu_times(stat)
+    if second is None or second[1] <= first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+
+
+def default_threads(cores: int, busy: float | None, load: float | None) -> int:
+    """Torch threads for ``--threads 0``: the usable ``cores`` other processes leave free (at least 1), judged by
+    :func:`busy_cpus` (``busy``), else by the 1-minute ``load`` average (1 thread once it reaches ``cores``)."""
+    if busy is not None:
+        return max(1, min(cores, round(cores - busy)))
+    return 1 if load is not None and load >= cores else cores
+
+
 def build_parser(description: str) -> argparse.ArgumentParser:
     """Argument parser with the options every script shares."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -216,7 +252,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS, help="caches, benchmarks and checkpoints")
     p.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS, help="where the tables are written")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads; 0 = all usable cores, or 1 when the 1-min load average exceeds them")
+                   help="torch CPU threads; 0 = the usable cores other processes leave free (at least 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--fresh", action="store_true", help="ignore cached cells (training runs are still reused)")
     return p
@@ -231,8 +267,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if args.threads <= 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
-        args.threads = 1 if busy else cores
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        args.threads = default_threads(cores, busy_cpus(), load)
     torch.set_num_threads(args.threads)
     args.tag = args.tag or ("quick" if args.quick else "full")
     return args

@@ -121,6 +121,24 @@ def test_quick_scripts_end_to_end(work: Path, capsys: pytest.CaptureFixture[str]
         assert float(r["images/s"]) > 0 and float(r["peak RSS MB"]) > 100
 
 
+def test_default_threads_follow_the_cpus_in_use_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import _common
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n", encoding="ascii")
+    assert _common._cpu_times(str(stat)) == (150, 1000)  # idle + iowait = 850 of 1000
+    assert _common._cpu_times(str(tmp_path / "missing")) is None
+    samples = iter([(150, 1000), (150 + 450, 1000 + 500)])  # 90 % busy over the interval
+    monkeypatch.setattr(_common, "_cpu_times", lambda stat="": next(samples))
+    monkeypatch.setattr(_common.os, "cpu_count", lambda: 2)
+    assert _common.busy_cpus(interval=0) == pytest.approx(1.8)
+    # another training on both cores -> 1 thread; an idle machine with a high load average left by a finished run ->
+    # all cores (the old rule gave 1); half a core in use -> still both
+    assert [_common.default_threads(2, busy, 2.0) for busy in (1.8, 0.05, 0.5)] == [1, 2, 2]
+    assert _common.default_threads(8, 3.2, None) == 5
+    assert [_common.default_threads(2, None, load) for load in (2.0, 1.2, None)] == [1, 2, 2]  # no /proc/stat
+
+
 def test_table_and_cell_cache(tmp_path: Path) -> None:
     import argparse
 

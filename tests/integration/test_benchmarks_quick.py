@@ -410,6 +410,29 @@ def test_loader_workers_quick(work: Path) -> None:
     assert [r["workers"] for r in rows] == ["0", "1"] and float(rows[0]["x vs 0 workers"]) == 1.0
 
 
+def test_masks_seeds_reads_the_masks_results(work: Path) -> None:
+    """Over the quick masks run (test_masks_quick wrote it): the same figures, and a clear error for a missing tag."""
+    import masks_seeds
+
+    if not (work / "results" / "masks" / "quick" / "results.json").is_file():
+        import masks
+
+        masks.main([*_argv(work), "--no-yolo"])
+    seg = _results(work, "masks")["raw"]["expert-tiny + masks"]
+    masks_seeds.main([*_argv(work), "--runs", "quick"])
+    res = _results(work, "masks_seeds")
+    (rec,) = res["records"]  # one model with the mask branch
+    assert (rec["seed"], rec["batch"], rec["epochs"], rec["model"]) == (0, 16, 30, "expert-tiny + masks")
+    joint = seg["crack_length_calibrated"]["image_median_rel_error"]
+    assert rec["err_joint"] == pytest.approx(100 * joint) and rec["mask_thr"] == f"{seg['calibrated_mask_thr']:g}"
+    at05 = seg["crack_length_by_conf"][str(seg["calibrated_conf_mask05"])]["image_median_rel_error"]
+    assert rec["err_mask05"] == pytest.approx(100 * at05)
+    (row,) = _csv(work, "masks_seeds", "seeds")
+    assert row["seeds"] == "0" and float(row["mean error % (both)"]) == pytest.approx(rec["err_joint"], abs=1e-3)
+    with pytest.raises(SystemExit, match="run benchmarks/masks.py --tag nope first"):
+        masks_seeds.main([*_argv(work), "--runs", "nope"])
+
+
 def test_masks_calibration_picks_the_lowest_training_error() -> None:
     import masks
 

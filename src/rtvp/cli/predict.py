@@ -30,8 +30,7 @@ def predict(
     px_size: float | None = typer.Option(None, "--px-size", metavar="MM", help="Pixel size in millimetres per pixel "
                                          "(> 0): entries with masks also get area_mm (mm²), length_mm, width_mm."),
     mask_thr: float = typer.Option(0.5, "--mask-thr", help="Mask probability a pixel must exceed (mask branch); "
-                                   "lower keeps more of thin defects such as cracks: `benchmarks/masks.py` picks one "
-                                   "on the training images."),
+                                   "lower keeps more of thin defects such as cracks."),
 ) -> None:
     """Detect the prompted defects; writes predictions.json, labels/*.txt, images/ and maps/ under --out.
 

@@ -170,9 +170,10 @@ class Predictor:
         amp: run the model under CPU bf16 autocast (decoding and NMS stay fp32): on the AMD EPYC of
             ``benchmarks/results/cost/runtimes-quiet`` expert-n 24.0 vs 34.2 ms at 320 px, rtvpnet-n 75.3 vs
             98.9 ms; off by default, so ``rtvp val`` numbers stay fp32. Needs a CPU with native bf16 to pay off.
-        mask_thr: mask probability a pixel must exceed (mask branch; 0.5 by default). Thin defects end below 0.5
-            along their edges and gaps: on CrackForest a threshold chosen on the training images measured crack
-            length closer to the ground truth (``benchmarks/results/masks``).
+        mask_thr: mask probability a pixel must exceed (mask branch; 0.5 by default). Lower keeps more of thin
+            defects, whose edges and gaps end below 0.5; on CrackForest, choosing it on the training images
+            together with ``conf`` did not measure crack length better than 0.5 over 3 seeds
+            (``benchmarks/results/masks_seeds``).
 
     Attributes:
         vocabulary: the checkpoint's class texts.

@@ -75,13 +75,12 @@ def machine_info() -> dict[str, Any]:
     """CPU/GPU, threads, library versions, git commit, command and load: everything a reader needs to compare runs."""
     import torch
 
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     info: dict[str, Any] = {
         "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "cpu": _cpu_model(),
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": affinity,
+        "usable_cpus": rtvp.usable_cpus(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": rtvp.omp_wait_policy(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
@@ -266,9 +265,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if args.threads <= 0:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        args.threads = default_threads(cores, busy_cpus(), load)
+        args.threads = default_threads(rtvp.usable_cpus(), busy_cpus(), load)
     torch.set_num_threads(args.threads)
     args.tag = args.tag or ("quick" if args.quick else "full")
     return args

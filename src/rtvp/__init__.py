@@ -18,6 +18,15 @@ import os
 from typing import Any
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``).
+
+    Here, torch-free, because the wait policy below needs it before torch loads; ``rtvp.device`` and the benchmark
+    scripts use this one too.
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _default_wait_policy() -> None:
     """``OMP_WAIT_POLICY=PASSIVE`` only when the machine is already oversubscribed; else libgomp's own default.
 
@@ -28,8 +37,7 @@ def _default_wait_policy() -> None:
     """
     if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
         return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if os.getloadavg()[0] > cpus:
+    if os.getloadavg()[0] > usable_cpus():
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 

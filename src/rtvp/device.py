@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from rtvp import usable_cpus  # torch-free, in the package root: the wait policy needs it before torch loads
 from rtvp.errors import ConfigError
 
 
@@ -95,13 +96,6 @@ def autocast_dtype(device: torch.device, amp: bool | None,
     if amp:
         return torch.bfloat16, "bf16 autocast forced by --amp (emulated: this CPU has no native bf16, likely slower)"
     return None, "fp32 (this CPU reports no native bf16: no amx_bf16 / avx512_bf16; --amp forces bf16)"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def default_workers(device: torch.device, cpus: int | None = None) -> int:

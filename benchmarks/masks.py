@@ -39,7 +39,7 @@ from _train import (
 RECIPE = REPO / "configs" / "benchmarks" / "mmioc-masks.yaml"
 CRACK_SCENE = "road pavement"
 CONF_GRID = (0.25, 0.15, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
-"""Confidence thresholds :func:`calibrated_conf` tries on the training images."""
+"""Confidence thresholds :func:`calibration_table` tries on the training images."""
 MASK_THR_GRID = (0.5, 0.4, 0.3, 0.2)
 """Mask probability thresholds (``Predictor(mask_thr=...)``, ``rtvp predict --mask-thr``) it tries with them."""
 
